@@ -1,0 +1,139 @@
+"""High-probability constants of the paper and argument validators.
+
+Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 3
+(notation for high-probability factors) and App. D, Cor. 3:
+
+    eps_{B,delta}          = sqrt( log(T B / delta) / (2 B) )
+    Delta_{C,delta}(B;tau) = 2 e^{2/tau} (1/C + eps_{B,delta}) / (1 - 1/C - eps_{B,delta}),
+                             defined only when eps_{B,delta} < 1 - 1/C.
+
+Every validator raises ``ValueError`` with ONE line naming the argument, its value and the condition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+import numpy as np
+
+__all__ = [
+    "eps_b_delta",
+    "delta_c_delta",
+    "check_tau",
+    "check_delta",
+    "check_classes",
+    "check_positive_int",
+    "check_positive_float",
+    "check_nonneg_float",
+    "check_eta_schedule",
+]
+
+
+def _is_real_number(x: object) -> bool:
+    return isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as int if it is an integer >= 1, else raise a one-line ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Integral, np.integer)):
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as float if it is a finite real > 0, else raise a one-line ValueError."""
+    if not _is_real_number(value) or not math.isfinite(float(value)) or float(value) <= 0.0:
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
+    return float(value)
+
+
+def check_nonneg_float(name: str, value: object) -> float:
+    """Return ``value`` as float if it is a finite real >= 0, else raise a one-line ValueError."""
+    if not _is_real_number(value) or not math.isfinite(float(value)) or float(value) < 0.0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    return float(value)
+
+
+def check_tau(tau: object) -> float:
+    """Temperature: finite real > 0."""
+    if not _is_real_number(tau) or not math.isfinite(float(tau)):
+        raise ValueError(f"tau must be a finite number > 0, got tau={tau!r}")
+    if float(tau) <= 0.0:
+        raise ValueError(f"tau must be > 0, got tau={tau!r}")
+    return float(tau)
+
+
+def check_delta(delta: object) -> float:
+    """Confidence level: real in the open interval (0, 1)."""
+    if not _is_real_number(delta) or not (0.0 < float(delta) < 1.0):
+        raise ValueError(f"delta must satisfy 0 < delta < 1, got delta={delta!r}")
+    return float(delta)
+
+
+def check_classes(C: object) -> int:
+    """Number of classes: integer >= 2."""
+    if isinstance(C, (bool, np.bool_)) or not isinstance(C, (Integral, np.integer)) or int(C) < 2:
+        raise ValueError(f"C (number of classes) must be an integer >= 2, got C={C!r}")
+    return int(C)
+
+
+def check_eta_schedule(eta: object, T: int | None = None) -> np.ndarray:
+    """Step-size schedule eta_0..eta_{T-1}: non-empty 1-D sequence of finite reals >= 0.
+
+    A scalar is NOT accepted (pass ``[eta] * T``). If ``T`` is given, ``len(eta)`` must equal ``T``.
+
+    Shape: eta (T,) -> np.ndarray float64 (T,)
+    """
+    if isinstance(eta, (str, bytes)) or not isinstance(eta, (Sequence, np.ndarray)):
+        raise ValueError(f"eta must be a 1-D sequence of step sizes eta_0..eta_(T-1), got eta={eta!r}")
+    try:
+        arr = np.asarray(eta, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a 1-D sequence of finite numbers >= 0, got eta={eta!r}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"eta must be a non-empty 1-D sequence, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        i = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(f"eta must be finite, got eta[{i}]={arr[i]!r}")
+    if np.any(arr < 0):
+        i = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(f"eta must be >= 0, got eta[{i}]={arr[i]!r}")
+    if T is not None:
+        T = check_positive_int("T", T)
+        if arr.size != T:
+            raise ValueError(f"eta must have length T={T}, got len(eta)={arr.size}")
+    return arr
+
+
+def eps_b_delta(B: int, T: int, delta: float) -> float:
+    """eps_{B,delta} = sqrt( log(T B / delta) / (2 B) )   (Sec. 3; App. D, Cor. 3).
+
+    Hoeffding deviation such that, with probability >= 1 - delta, every anchor of every one of the
+    T steps sees at least B (1 - 1/C - eps) negatives (Lem. 5 with a union bound over T B anchors).
+    """
+    B = check_positive_int("B", B)
+    T = check_positive_int("T", T)
+    delta = check_delta(delta)
+    return math.sqrt(math.log(T * B / delta) / (2.0 * B))
+
+
+def delta_c_delta(C: int, B: int, T: int, delta: float, tau: float) -> float:
+    """Delta_{C,delta}(B; tau) = 2 e^{2/tau} (1/C + eps) / (1 - 1/C - eps), eps = eps_{B,delta}.
+
+    Sec. 3 and App. D, Cor. 3 (Eq. 14: Z_pos / Z_neg <= Delta / 2). Undefined (ValueError) when
+    eps >= 1 - 1/C, as the paper assumes eps < 1 - 1/C.
+    """
+    C = check_classes(C)
+    tau = check_tau(tau)
+    eps = eps_b_delta(B, T, delta)
+    margin = 1.0 - 1.0 / C
+    if eps >= margin:
+        raise ValueError(
+            f"eps_b_delta={eps:.4g} >= 1 - 1/C={margin:.4g}: Delta_{{C,delta}} is undefined "
+            f"(need larger B or smaller T*B/delta; B={B}, T={T}, delta={delta}, C={C})"
+        )
+    return 2.0 * math.exp(2.0 / tau) * (1.0 / C + eps) / (margin - eps)
