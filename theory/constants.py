@@ -31,6 +31,14 @@ __all__ = [
 ]
 
 
+def _fmt(x: object) -> str:
+    """repr of a value for error messages (numpy scalars shown as plain Python numbers)."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    r = repr(x).replace("\n", " ")
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
 def _is_real_number(x: object) -> bool:
     return isinstance(x, (Real, np.floating, np.integer)) and not isinstance(x, (bool, np.bool_))
 
@@ -38,46 +46,46 @@ def _is_real_number(x: object) -> bool:
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as int if it is an integer >= 1, else raise a one-line ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Integral, np.integer)):
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={_fmt(value)}")
     if int(value) < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={_fmt(value)}")
     return int(value)
 
 
 def check_positive_float(name: str, value: object) -> float:
     """Return ``value`` as float if it is a finite real > 0, else raise a one-line ValueError."""
     if not _is_real_number(value) or not math.isfinite(float(value)) or float(value) <= 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={_fmt(value)}")
     return float(value)
 
 
 def check_nonneg_float(name: str, value: object) -> float:
     """Return ``value`` as float if it is a finite real >= 0, else raise a one-line ValueError."""
     if not _is_real_number(value) or not math.isfinite(float(value)) or float(value) < 0.0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {name}={_fmt(value)}")
     return float(value)
 
 
 def check_tau(tau: object) -> float:
     """Temperature: finite real > 0."""
     if not _is_real_number(tau) or not math.isfinite(float(tau)):
-        raise ValueError(f"tau must be a finite number > 0, got tau={tau!r}")
+        raise ValueError(f"tau must be a finite number > 0, got tau={_fmt(tau)}")
     if float(tau) <= 0.0:
-        raise ValueError(f"tau must be > 0, got tau={tau!r}")
+        raise ValueError(f"tau must be > 0, got tau={_fmt(tau)}")
     return float(tau)
 
 
 def check_delta(delta: object) -> float:
     """Confidence level: real in the open interval (0, 1)."""
     if not _is_real_number(delta) or not (0.0 < float(delta) < 1.0):
-        raise ValueError(f"delta must satisfy 0 < delta < 1, got delta={delta!r}")
+        raise ValueError(f"delta must satisfy 0 < delta < 1, got delta={_fmt(delta)}")
     return float(delta)
 
 
 def check_classes(C: object) -> int:
     """Number of classes: integer >= 2."""
     if isinstance(C, (bool, np.bool_)) or not isinstance(C, (Integral, np.integer)) or int(C) < 2:
-        raise ValueError(f"C (number of classes) must be an integer >= 2, got C={C!r}")
+        raise ValueError(f"C (number of classes) must be an integer >= 2, got C={_fmt(C)}")
     return int(C)
 
 
@@ -89,19 +97,19 @@ def check_eta_schedule(eta: object, T: int | None = None) -> np.ndarray:
     Shape: eta (T,) -> np.ndarray float64 (T,)
     """
     if isinstance(eta, (str, bytes)) or not isinstance(eta, (Sequence, np.ndarray)):
-        raise ValueError(f"eta must be a 1-D sequence of step sizes eta_0..eta_(T-1), got eta={eta!r}")
+        raise ValueError(f"eta must be a 1-D sequence of step sizes eta_0..eta_(T-1), got eta={_fmt(eta)}")
     try:
         arr = np.asarray(eta, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"eta must be a 1-D sequence of finite numbers >= 0, got eta={eta!r}") from None
+        raise ValueError(f"eta must be a 1-D sequence of finite numbers >= 0, got eta={_fmt(eta)}") from None
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"eta must be a non-empty 1-D sequence, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(f"eta must be finite, got eta[{i}]={arr[i]!r}")
+        raise ValueError(f"eta must be finite, got eta[{i}]={float(arr[i])!r}")
     if np.any(arr < 0):
         i = int(np.flatnonzero(arr < 0)[0])
-        raise ValueError(f"eta must be >= 0, got eta[{i}]={arr[i]!r}")
+        raise ValueError(f"eta must be >= 0, got eta[{i}]={float(arr[i])!r}")
     if T is not None:
         T = check_positive_int("T", T)
         if arr.size != T:

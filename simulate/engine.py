@@ -1,0 +1,975 @@
+"""Sigma-space surrogate of Eq. 1: coupled CL / NSCL similarity descent from one Sigma_0, run exactly.
+
+Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 4.1 (Eq. 1,
+Thm. 1, Cors. 1-2) and App. D (Lemmas 1-8). The claims are checked step by step in ``simulate/checks.py``.
+
+Items, batches, and the update
+------------------------------
+A reference set of N samples in C balanced classes; each sample j has V view slots, item (j, v) = j V + v,
+and Sigma is the (N V) x (N V) similarity matrix of the items. At step t (shared by the two runs):
+
+  * the *batch generator* draws B sample indices j_1..j_B, and the *augmentation generator* draws for each
+    batch position s an ordered pair of distinct view slots (a_s, b_s) (its two "augmentations");
+  * anchors: rows r_s = (j_s, a_s), s = 1..B (B anchors, as the paper's batch loss, 1/B);
+    keys: the 2B items (j_u, a_u), (j_u, b_u), u = 1..B; key id = batch position u, key label = y_{j_u};
+    the anchor's own key (column s) is self-masked; its positive is the other view (j_s, b_s) (same id).
+    A duplicate draw of the same sample at u != s is a same-class key with a different id (never a
+    positive): it sits in the CL denominator and is removed from the NSCL one.
+  * sim^o = Sigma^o[rows, keys] (B x 2B) for o in {CL, NSCL}; the per-anchor gradients wrt sim come from
+    ``theory.losses.contrastive_grad`` (the project's one loss implementation); the batch gradient wrt Sigma
+    is G^o = (1/B) sum_s g_s scattered to (r_s, key_k) with duplicates *summed* (chain rule: the loss reads
+    that entry twice). The scatter is done by coalescing onto the unique touched entries (index_add_ =
+    index_put_(accumulate=True)) and writing Sigma^o <- Sigma^o - eta_t G^o there.
+
+Modelling options (CLI flag; default and why)
+---------------------------------------------
+  views       ``slots`` (default): V >= 2 view slots per sample, the positive is a different item
+              (x' != x, as in SimCLR); ``identity``: V = 1, x' = x, so the positive logit is the diagonal
+              Sigma(i, i) and every key appears twice (both "views" of a sample are the same item).
+  view_slots  V (default 2: the two SimCLR views; V > 2 gives fresh view pairs across steps).
+  sigma       ``ordered`` (default): every ordered pair (i, k) is its own coordinate, the setting in which
+              Lem. 1 (disjoint anchor blocks) is stated; ``symmetric``: Sigma is a symmetric parameter,
+              the update is the gradient wrt it, G + G^T - Diag(G) (off-diagonal: G_ik + G_ki; the diagonal
+              is one coordinate), which couples anchor blocks (Lem. 1 fails by construction).
+  replacement batches drawn with replacement (default; the paper's protocol, Sec. 3 / App. B) or without
+              (distinct samples within a batch; no duplicate anchors).
+  project     ``none`` (default: Eq. 1 exactly, Sigma may leave [-1, 1]) or ``clip`` (touched entries
+              projected onto [-1, 1] after each step; keeps the bounded-logit premise of Lems. 4, 6, 8).
+  eta         constant (default 0.5... see DEFAULT_ETA), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2, or a
+              ``.npy`` file of T step sizes.
+
+Sigma_0: class-structured random unit embeddings (class means of norm ``separation`` plus isotropic noise,
+normalised; ``separation = 0``: no class structure), view slot v = normalise(x_j + aug_noise * xi_jv), and
+Sigma_0 = cosine Gram of the N V items (diagonal set to exactly 1, entries clipped to [-1, 1] against
+rounding), or loaded from ``init_path`` (.npy, (N, d) or (N, V, d)) with labels from ``labels_path``.
+
+Incremental drift: ||Sigma^CL - Sigma^NSCL||_F^2 is updated with the touched entries only (old squares out,
+new squares in); ``full_drift`` recomputes it (tests; evals.csv ``drift_full``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from theory.constants import (
+    check_classes,
+    check_delta,
+    check_eta_schedule,
+    check_nonneg_float,
+    check_positive_int,
+    check_tau,
+    delta_c_delta,
+    eps_b_delta,
+)
+from theory.losses import contrastive_grad, contrastive_masks
+
+__all__ = [
+    "VIEWS",
+    "SIGMA_MODES",
+    "PROJECTIONS",
+    "ETA_SCHEDULES",
+    "DEFAULT_ETA",
+    "SigmaConfig",
+    "SigmaResult",
+    "NonFiniteError",
+    "Reference",
+    "Batch",
+    "Geometry",
+    "StepTensors",
+    "CoupledState",
+    "derive_seeds",
+    "validate_config",
+    "eta_values",
+    "theory_constants",
+    "make_reference",
+    "draw_batch",
+    "batch_items",
+    "build_geometry",
+    "compute_step",
+    "apply_step",
+    "full_drift",
+    "run_sigma_descent",
+]
+
+VIEWS = ("slots", "identity")
+SIGMA_MODES = ("ordered", "symmetric")
+PROJECTIONS = ("none", "clip")
+ETA_SCHEDULES = ("constant", "cosine")
+# Default step size: with B = 64 and tau = 0.5 a positive entry moves by about eta (1 - p) / (tau B) per touch;
+# eta = 4 moves Sigma by O(1) over the default 1000 steps (measured; see the README / report).
+DEFAULT_ETA = 4.0
+
+# fields that define the dynamics (a checkpoint can only be resumed with the same values)
+_RUN_ONLY_FIELDS = ("checkpoint_every", "stop_after", "save_sigma", "plot")
+
+
+class NonFiniteError(ValueError):
+    """A loss gradient or Sigma became NaN / inf; the message names the step."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class SigmaConfig:
+    """All options of a coupled Sigma-space run (see the module docstring for the modelling choices)."""
+
+    n: int = 500
+    classes: int = 10
+    batch_size: int = 64
+    tau: float = 0.5
+    eta: float | list = DEFAULT_ETA
+    eta_schedule: str = "constant"  # constant | cosine | path/to/eta.npy (T step sizes)
+    steps: int = 1000
+    delta: float = 0.05
+    views: str = "slots"
+    view_slots: int = 2
+    sigma: str = "ordered"
+    replacement: bool = True
+    project: str = "none"
+    separation: float = 1.0
+    embed_dim: int = 64
+    aug_noise: float = 0.1
+    init_path: str | None = None
+    labels_path: str | None = None
+    init_seed: int = 0
+    batch_seed: int = 1
+    aug_seed: int = 2
+    checks: bool = True
+    eval_every: int = 100
+    lemma5_trials: int = 200
+    checkpoint_every: int = 0
+    stop_after: int | None = None
+    save_sigma: bool = False
+    plot: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SigmaConfig":
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown config key(s) {', '.join(bad)}; expected a subset of {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def derive_seeds(seed: int) -> tuple[int, int, int]:
+    """(init_seed, batch_seed, aug_seed) derived from one seed (numpy SeedSequence; independent streams)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got seed={seed!r}")
+    s = np.random.SeedSequence(int(seed)).generate_state(3, dtype=np.uint32)
+    return int(s[0]), int(s[1]), int(s[2])
+
+
+def _check_choice(name: str, value: object, choices: tuple) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {name}={value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _check_seed(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+    return int(value)
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {name}={value!r}")
+    return bool(value)
+
+
+def _check_nonneg_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+    return int(value)
+
+
+def validate_config(cfg: SigmaConfig) -> None:
+    """Raise a one-line ValueError for the first bad option (validators of theory/constants.py)."""
+    if cfg.init_path is None:
+        n = check_positive_int("n", cfg.n)
+        C = check_classes(cfg.classes)
+        if n % C != 0:
+            raise ValueError(f"n must be divisible by classes (balanced classes), got n={n}, classes={C}")
+        if cfg.labels_path is not None:
+            raise ValueError("labels_path needs init_path (labels of loaded embeddings), got init_path=None")
+    else:
+        if cfg.labels_path is None:
+            raise ValueError(f"init_path needs labels_path (.npy of N labels), got labels_path=None")
+    B = check_positive_int("batch_size", cfg.batch_size)
+    if B < 2:
+        raise ValueError(f"batch_size must be >= 2 (an anchor needs other batch samples), got batch_size={B}")
+    check_tau(cfg.tau)
+    check_delta(cfg.delta)
+    T = check_positive_int("steps", cfg.steps)
+    _check_choice("views", cfg.views, VIEWS)
+    _check_choice("sigma", cfg.sigma, SIGMA_MODES)
+    _check_choice("project", cfg.project, PROJECTIONS)
+    V = check_positive_int("view_slots", cfg.view_slots)
+    if cfg.views == "slots" and V < 2:
+        raise ValueError(f"view_slots must be >= 2 with views=slots (two distinct views), got view_slots={V}")
+    _check_bool("replacement", cfg.replacement)
+    if not cfg.replacement and cfg.init_path is None and B > cfg.n:
+        raise ValueError(f"batch_size must be <= n without replacement, got batch_size={B}, n={cfg.n}")
+    check_nonneg_float("separation", cfg.separation)
+    check_positive_int("embed_dim", cfg.embed_dim)
+    check_nonneg_float("aug_noise", cfg.aug_noise)
+    for name in ("init_seed", "batch_seed", "aug_seed"):
+        _check_seed(name, getattr(cfg, name))
+    _check_bool("checks", cfg.checks)
+    _check_nonneg_int("eval_every", cfg.eval_every)
+    _check_nonneg_int("lemma5_trials", cfg.lemma5_trials)
+    _check_nonneg_int("checkpoint_every", cfg.checkpoint_every)
+    if cfg.stop_after is not None:
+        s = check_positive_int("stop_after", cfg.stop_after)
+        if s >= T:
+            raise ValueError(f"stop_after must be < steps, got stop_after={s}, steps={T}")
+    _check_bool("save_sigma", cfg.save_sigma)
+    _check_bool("plot", cfg.plot)
+    eta_values(cfg)
+
+
+def eta_values(cfg: SigmaConfig) -> np.ndarray:
+    """The step sizes eta_0..eta_{T-1} (float64, finite, >= 0). Shape: (T,)."""
+    T = check_positive_int("steps", cfg.steps)
+    sched = cfg.eta_schedule
+    if isinstance(cfg.eta, (list, tuple, np.ndarray)):
+        if sched != "constant":
+            raise ValueError(f"eta given as a list needs eta_schedule=constant, got eta_schedule={sched!r}")
+        return check_eta_schedule(list(cfg.eta), T)
+    if isinstance(cfg.eta, bool) or not isinstance(cfg.eta, (int, float, np.floating, np.integer)):
+        raise ValueError(f"eta must be a number >= 0 or a list of T numbers, got eta={cfg.eta!r}")
+    eta = float(cfg.eta)
+    if not math.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0, got eta={cfg.eta!r}")
+    if sched == "constant":
+        return np.full(T, eta, dtype=np.float64)
+    if sched == "cosine":
+        t = np.arange(T, dtype=np.float64)
+        return eta * 0.5 * (1.0 + np.cos(np.pi * t / T))
+    if isinstance(sched, str) and sched.endswith(".npy"):
+        if not os.path.isfile(sched):
+            raise ValueError(f"eta_schedule file not found: {sched}")
+        arr = np.load(sched, allow_pickle=False)
+        return check_eta_schedule(np.asarray(arr, dtype=np.float64).reshape(-1) if arr.ndim == 1 else arr, T)
+    raise ValueError(f"eta_schedule must be constant, cosine or a .npy file, got eta_schedule={sched!r}")
+
+
+def theory_constants(C: int, B: int, T: int, delta: float, tau: float) -> dict:
+    """eps_{B,delta}, Delta_{C,delta}(B; tau) (inf + note when undefined), L = 1/(2 tau^2 B), Delta/(tau sqrt B)."""
+    eps = eps_b_delta(B, T, delta)
+    try:
+        Delta = delta_c_delta(C, B, T, delta, tau)
+        note = ""
+    except ValueError as e:  # eps >= 1 - 1/C: the paper's constant is undefined -> bounds vacuous
+        Delta = math.inf
+        note = str(e)
+    return {
+        "eps": eps,
+        "Delta": Delta,
+        "Delta_note": note,
+        "lipschitz": 1.0 / (2.0 * tau * tau * B),
+        "inject": Delta / (tau * math.sqrt(B)),
+        "frac_bound": 1.0 - 1.0 / C - eps,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reference set and Sigma_0
+
+
+@dataclass
+class Reference:
+    """Reference set: Sigma_0 over the N V items and the sample labels.
+
+    Shape: sigma0 (N V, N V) float64; labels (N,) long; item labels = labels repeated V times.
+    """
+
+    sigma0: Tensor
+    labels: Tensor
+    views: int
+    classes: int
+    balanced: bool
+    source: str
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def item_labels(self) -> Tensor:
+        return self.labels.repeat_interleave(self.views)
+
+
+def _gram(X: Tensor) -> Tensor:
+    """Cosine Gram of unit rows, diagonal exactly 1, clipped to [-1, 1] (rounding of unit vectors)."""
+    S = X @ X.T
+    S.clamp_(-1.0, 1.0)
+    S.fill_diagonal_(1.0)
+    return S
+
+
+def _normalise(X: Tensor, what: str) -> Tensor:
+    nrm = torch.linalg.vector_norm(X, dim=-1, keepdim=True)
+    if bool((nrm == 0).any()) or not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{what} has a zero or non-finite row (cosine undefined)")
+    return X / nrm
+
+
+def make_reference(cfg: SigmaConfig) -> Reference:
+    """Sigma_0 and labels: synthetic class-structured embeddings or loaded ``init_path`` / ``labels_path``."""
+    V = 1 if cfg.views == "identity" else cfg.view_slots
+    if cfg.init_path is not None:
+        return _load_reference(cfg)
+    gen = torch.Generator().manual_seed(int(cfg.init_seed))
+    N, C, d = cfg.n, cfg.classes, cfg.embed_dim
+    labels = torch.arange(N) // (N // C)  # class blocks of N / C samples
+    means = _normalise(torch.randn(C, d, generator=gen, dtype=torch.float64), "class means") * cfg.separation
+    noise = torch.randn(N, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    x = _normalise(means[labels] + noise, "embeddings")
+    if cfg.views == "identity":
+        items = x
+    else:
+        xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+        items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
+    return Reference(_gram(items), labels, V, C, True, "synthetic")
+
+
+def _load_reference(cfg: SigmaConfig) -> Reference:
+    for name, p in (("init_path", cfg.init_path), ("labels_path", cfg.labels_path)):
+        if not os.path.isfile(str(p)):
+            raise ValueError(f"{name} file not found: {p}")
+    try:
+        E = np.load(cfg.init_path, allow_pickle=False)
+        y = np.load(cfg.labels_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read .npy file: {e}".splitlines()[0]) from None
+    if E.ndim not in (2, 3) or not np.issubdtype(E.dtype, np.number):
+        raise ValueError(f"init_path must hold an (N, d) or (N, V, d) numeric array, got shape {E.shape}")
+    N = E.shape[0]
+    if y.ndim != 1 or y.shape[0] != N or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels_path must hold ({N},) integer labels, got shape {y.shape} dtype {y.dtype}")
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    C = check_classes(int(counts.size))
+    labels = torch.as_tensor(inv.reshape(-1), dtype=torch.long)
+    Et = torch.as_tensor(np.asarray(E, dtype=np.float64))
+    if Et.dim() == 3:
+        if cfg.views == "identity":
+            raise ValueError(f"views=identity needs (N, d) embeddings, got shape {tuple(E.shape)}")
+        V = Et.shape[1]
+        if V < 2:
+            raise ValueError(f"(N, V, d) embeddings need V >= 2 view slots, got V={V}")
+        items = _normalise(Et, "embeddings").reshape(N * V, -1)
+    else:
+        x = _normalise(Et, "embeddings")
+        if cfg.views == "identity":
+            V, items = 1, x
+        else:
+            V = cfg.view_slots
+            gen = torch.Generator().manual_seed(int(cfg.init_seed))
+            d = x.shape[1]
+            xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+            items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
+    return Reference(_gram(items), labels, V, C, bool(np.all(counts == counts[0])), str(cfg.init_path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# batches and their geometry
+
+
+@dataclass
+class Batch:
+    """One step's shared randomness. Shape: samples, anchor_slot, pos_slot (B,) long."""
+
+    samples: Tensor
+    anchor_slot: Tensor
+    pos_slot: Tensor
+
+
+def draw_batch(
+    N: int, B: int, V: int, replacement: bool, batch_gen: torch.Generator, aug_gen: torch.Generator
+) -> Batch:
+    """B sample indices (batch generator) and per position an ordered pair of distinct slots (aug generator).
+
+    V = 1 (views=identity): both slots are 0 and the augmentation generator is not used.
+    """
+    if replacement:
+        samples = torch.randint(N, (B,), generator=batch_gen)
+    else:
+        samples = torch.randperm(N, generator=batch_gen)[:B]
+    if V == 1:
+        z = torch.zeros(B, dtype=torch.long)
+        return Batch(samples, z, z.clone())
+    a = torch.randint(V, (B,), generator=aug_gen)
+    off = torch.randint(V - 1, (B,), generator=aug_gen)
+    return Batch(samples, a, (a + 1 + off) % V)
+
+
+def batch_items(batch: Batch, V: int) -> tuple[Tensor, Tensor]:
+    """(rows, cols): anchor items (j_s, a_s) (B,) and key items [(j_u, a_u); (j_u, b_u)] (2B,)."""
+    first = batch.samples * V + batch.anchor_slot
+    second = batch.samples * V + batch.pos_slot
+    return first, torch.cat([first, second])
+
+
+@dataclass
+class Geometry:
+    """Index bookkeeping of one step (shared by both runs).
+
+    rows (B,) anchor items; cols (2B,) key items; ur (R,) / uc (K,) sorted unique rows / cols with inverse maps
+    row_inv (B,), col_inv (2B,); the rows are a subset of the cols (the anchor is its own self-masked key).
+    The touched block is Sigma[block_rows][:, uc]: block_rows = ur (ordered) or uc (symmetric: the update
+    G + G^T also touches the transpose). anchor_block_row (B,) = row of each anchor within the block;
+    lin = flat indices of the block in the (M, M) matrix. Masks (B, 2B) bool from theory.losses.
+    """
+
+    B: int
+    M: int
+    symmetric: bool
+    rows: Tensor
+    cols: Tensor
+    anchor_labels: Tensor
+    key_labels: Tensor
+    ur: Tensor
+    row_inv: Tensor
+    uc: Tensor
+    col_inv: Tensor
+    block_rows: Tensor
+    anchor_block_row: Tensor
+    lin: Tensor
+    pos_cl: Tensor
+    den_cl: Tensor
+    pos_ns: Tensor
+    den_ns: Tensor
+    same_class: Tensor
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        return int(self.block_rows.shape[0]), int(self.uc.shape[0])
+
+    def coalesce_cols(self, g: Tensor) -> Tensor:
+        """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
+        out = torch.zeros(g.shape[0], self.uc.shape[0], dtype=g.dtype)
+        return out.index_add_(1, self.col_inv, g)
+
+    def to_block(self, gc: Tensor, scale: float) -> Tensor:
+        """Sigma-space matrix on the touched block: scale * sum of the anchors' coalesced rows, symmetrised
+        (X + X^T - Diag X) in symmetric mode. Shape: (B, K) -> block_shape."""
+        out = torch.zeros(self.block_shape, dtype=gc.dtype)
+        out.index_add_(0, self.anchor_block_row, gc)
+        if scale != 1.0:
+            out.mul_(scale)
+        if self.symmetric:
+            out = out + out.T - torch.diag_embed(torch.diagonal(out))
+        return out
+
+    def sigma_grad(self, g: Tensor) -> Tensor:
+        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients. Shape: (B, 2B) -> block."""
+        return self.to_block(self.coalesce_cols(g), 1.0 / self.B)
+
+    def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(block, sim): Sigma on the touched block (a copy) and the (B, 2B) logits of the batch."""
+        blk = sigma.view(-1).index_select(0, self.lin).view(self.block_shape)
+        sim = blk.index_select(0, self.anchor_block_row).index_select(1, self.col_inv)
+        return blk, sim
+
+
+def build_geometry(
+    rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool
+) -> Geometry:
+    """Geometry of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
+
+    Key k < B is anchor k's own item (self-masked); key B + s is anchor s's positive (id = batch position).
+    """
+    B = int(rows.shape[0])
+    if cols.shape[0] != 2 * B or not torch.equal(cols[:B], rows):
+        raise ValueError("cols must be [rows; positives] of length 2B (anchor s is key s)")
+    ur, row_inv = torch.unique(rows, return_inverse=True)
+    uc, col_inv = torch.unique(cols, return_inverse=True)
+    if symmetric:
+        block_rows = uc
+        anchor_block_row = col_inv[:B]  # the anchor item is key s
+    else:
+        block_rows = ur
+        anchor_block_row = row_inv
+    lin = (block_rows[:, None] * M + uc[None, :]).reshape(-1)
+    ids = torch.arange(B)
+    key_ids = torch.cat([ids, ids])
+    self_mask = torch.zeros(B, 2 * B, dtype=torch.bool)
+    self_mask[ids, ids] = True
+    pos_cl, den_cl = contrastive_masks("CL", ids, key_ids, anchor_labels, key_labels, self_mask)
+    pos_ns, den_ns = contrastive_masks("NSCL", ids, key_ids, anchor_labels, key_labels, self_mask)
+    same = anchor_labels[:, None] == key_labels[None, :]
+    return Geometry(
+        B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv,
+        block_rows, anchor_block_row, lin, pos_cl, den_cl, pos_ns, den_ns, same,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one coupled step
+
+
+@dataclass
+class StepTensors:
+    """Everything one coupled step computes before writing Sigma (read by the checks).
+
+    blk_cl / blk_ns: Sigma^CL / Sigma^NSCL on the touched block BEFORE the update (copies);
+    sim_cl / sim_ns (B, 2B) logits; g_cl = CL per-anchor gradients at Sigma^CL, g_ns = NSCL at Sigma^NSCL;
+    U_cl / U_ns: the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block.
+    """
+
+    geom: Geometry
+    tau: float
+    blk_cl: Tensor
+    blk_ns: Tensor
+    sim_cl: Tensor
+    sim_ns: Tensor
+    g_cl: Tensor
+    g_ns: Tensor
+    gc_cl: Tensor
+    gc_ns: Tensor
+    U_cl: Tensor
+    U_ns: Tensor
+
+
+def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float) -> StepTensors:
+    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad)."""
+    blk_cl, sim_cl = geom.gather(sigma_cl)
+    blk_ns, sim_ns = geom.gather(sigma_ns)
+    g_cl = contrastive_grad(sim_cl, geom.pos_cl, geom.den_cl, tau)
+    g_ns = contrastive_grad(sim_ns, geom.pos_ns, geom.den_ns, tau)
+    gc_cl = geom.coalesce_cols(g_cl)
+    gc_ns = geom.coalesce_cols(g_ns)
+    U_cl = geom.to_block(gc_cl, 1.0 / geom.B)
+    U_ns = geom.to_block(gc_ns, 1.0 / geom.B)
+    return StepTensors(geom, tau, blk_cl, blk_ns, sim_cl, sim_ns, g_cl, g_ns, gc_cl, gc_ns, U_cl, U_ns)
+
+
+def apply_step(
+    sigma_cl: Tensor, sigma_ns: Tensor, st: StepTensors, eta: float, clip: bool
+) -> tuple[float, Tensor, Tensor]:
+    """Write Sigma^o <- Sigma^o - eta G^o on the touched block (optionally clipped to [-1, 1]).
+
+    Returns (d_drift_sq, new_cl_block, new_ns_block): the change of ||Sigma^CL - Sigma^NSCL||_F^2, computed from
+    the touched entries only (unique entries, so the difference of sums of squares is exact bookkeeping).
+    """
+    new_cl = st.blk_cl - eta * st.U_cl
+    new_ns = st.blk_ns - eta * st.U_ns
+    if clip:
+        new_cl.clamp_(-1.0, 1.0)
+        new_ns.clamp_(-1.0, 1.0)
+    lin = st.geom.lin
+    sigma_cl.view(-1).index_copy_(0, lin, new_cl.reshape(-1))
+    sigma_ns.view(-1).index_copy_(0, lin, new_ns.reshape(-1))
+    d_old = st.blk_cl - st.blk_ns
+    d_new = new_cl - new_ns
+    return float((d_new * d_new).sum() - (d_old * d_old).sum()), new_cl, new_ns
+
+
+def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:
+    """||Sigma^CL - Sigma^NSCL||_F recomputed over all entries (row blocks, no N x N temporary)."""
+    M = sigma_cl.shape[0]
+    blk = max(1, (1 << 22) // max(1, M))
+    s = 0.0
+    for r0 in range(0, M, blk):
+        d = sigma_cl[r0 : r0 + blk] - sigma_ns[r0 : r0 + blk]
+        s += float((d * d).sum())
+    return math.sqrt(s)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# run state (checkpointable)
+
+
+@dataclass
+class CoupledState:
+    """Mutable state of a run; everything needed to resume bit-exactly."""
+
+    step: int
+    sigma_cl: Tensor
+    sigma_ns: Tensor
+    drift_sq: float
+    batch_gen: torch.Generator
+    aug_gen: torch.Generator
+    gap_bound: float = 0.0  # Thm 1 recurrence driven by the measured Lem. 8 term (A)
+    premise_all: bool = True  # Cor. 3 event and bounded logits at every step so far
+    step_rows: list = field(default_factory=list)
+    eval_rows: list = field(default_factory=list)
+
+    @property
+    def drift(self) -> float:
+        # the incremental sum of squares can round to -1e-30 around an exact 0
+        return math.sqrt(max(self.drift_sq, 0.0))
+
+
+@dataclass
+class SigmaResult:
+    """What ``run_sigma_descent`` returns (the files in out_dir hold the same numbers)."""
+
+    config: dict
+    constants: dict
+    steps_completed: int
+    completed: bool
+    drift: float
+    drift_full: float | None
+    cka: float | None
+    rsa: float | None
+    checks: dict
+    verdict: str
+    step_rows: list
+    eval_rows: list
+    sigma_cl: Tensor
+    sigma_ns: Tensor
+    wall_s: float
+    steps_per_s: float
+    out_dir: Path | None
+    aborted: str | None = None
+
+
+def _versions() -> dict:
+    import matplotlib
+    import scipy
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    return str(v)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        _atomic_write_text(path, "")
+        return
+    cols = list(rows[0].keys())
+    for r in rows[1:]:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_fmt(r.get(c)) for c in cols])
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write; non-finite floats become the strings "inf" / "-inf" / "nan" (valid JSON)."""
+    _atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the run
+
+
+def _eval_point(state: CoupledState, sigma0: Tensor, consts: dict, bounds: dict, cfg: SigmaConfig) -> dict:
+    """N x N quantities at an eval point: full drift, CKA / RSA, ||K^CL||_F, sigma_D, certificates."""
+    from theory.metrics import cka_gram, rsa_gram
+
+    from .checks import certificates, upper_std
+
+    t = state.step
+    S1, S2 = state.sigma_cl, state.sigma_ns
+    M = S1.shape[0]
+    row = {"step": t, "drift_fro": state.drift, "drift_full": full_drift(S1, S2)}
+    row["drift_rel_err"] = abs(row["drift_fro"] - row["drift_full"]) / row["drift_full"] if row["drift_full"] > 0 else 0.0
+    row["cka"] = cka_gram(S1, S2)
+    row["rsa"] = rsa_gram(S1, S2)
+    rm = S1.mean(dim=1, keepdim=True)
+    cm = S1.mean(dim=0, keepdim=True)
+    row["k_cl_fro"] = float(torch.linalg.matrix_norm(S1 - rm - cm + S1.mean()))
+    row["sigma_d"] = upper_std(S1)
+    row["n_pairs"] = M * (M - 1) // 2
+    row["bound_closed"] = float(bounds["closed"][t])
+    row["bound_unrolled"] = float(bounds["unrolled"][t])
+    row["bound_gap"] = state.gap_bound
+    row.update(certificates(row, symmetric=cfg.sigma == "symmetric", S1=S1, S2=S2))
+    row["rel_move_cl"] = float(torch.linalg.matrix_norm(S1 - sigma0) / torch.linalg.matrix_norm(sigma0))
+    row["rel_move_ns"] = float(torch.linalg.matrix_norm(S2 - sigma0) / torch.linalg.matrix_norm(sigma0))
+    row["cka_cl_vs_init"] = cka_gram(S1, sigma0)
+    row["max_abs_sigma_cl"] = float(S1.abs().max())
+    row["frac_outside_cl"] = float((S1.abs() > 1.0).double().mean())
+    return row
+
+
+def _ckpt_path(out_dir: Path) -> Path:
+    return out_dir / "checkpoint.pt"
+
+
+def _save_checkpoint(out_dir: Path, cfg: SigmaConfig, state: CoupledState, suite) -> None:
+    payload = {
+        "version": 1,
+        "config": cfg.to_dict(),
+        "step": state.step,
+        "sigma_cl": state.sigma_cl,
+        "sigma_ns": state.sigma_ns,
+        "drift_sq": state.drift_sq,
+        "gap_bound": state.gap_bound,
+        "premise_all": state.premise_all,
+        "batch_gen": state.batch_gen.get_state(),
+        "aug_gen": state.aug_gen.get_state(),
+        "step_rows": state.step_rows,
+        "eval_rows": state.eval_rows,
+        "checks": suite.state_dict() if suite is not None else None,
+    }
+    path = _ckpt_path(out_dir)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(out_dir: Path | str) -> dict:
+    """Read ``out_dir/checkpoint.pt`` (ValueError if missing)."""
+    path = _ckpt_path(Path(out_dir))
+    if not path.is_file():
+        raise ValueError(f"no checkpoint to resume from: {path} does not exist")
+    return torch.load(path, weights_only=False)
+
+
+def _dynamics(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in _RUN_ONLY_FIELDS}
+
+
+def run_sigma_descent(
+    cfg: SigmaConfig,
+    out_dir: Path | str | None,
+    quiet: bool = False,
+    resume: bool = False,
+    argv: list[str] | None = None,
+) -> SigmaResult:
+    """Run the coupled CL / NSCL Sigma-space descent (Eq. 1) with per-step claim checks.
+
+    Writes into ``out_dir`` (if not None): config.json, steps.csv, evals.csv, checks.json, counterexamples/,
+    sigma_descent.png/.pdf, optional sigma_cl.npy / sigma_ns.npy, checkpoint.pt (``checkpoint_every`` /
+    ``stop_after``). ``resume=True`` continues from out_dir/checkpoint.pt (same dynamics options required)
+    and reproduces the uninterrupted run exactly. Raises ValueError on bad options and NonFiniteError (a
+    ValueError naming the step) when a gradient or Sigma becomes non-finite, after writing the outputs so far.
+    """
+    from tqdm import tqdm
+
+    from . import checks as chk
+
+    validate_config(cfg)
+    t_start = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    ref = make_reference(cfg)
+    eta = eta_values(cfg)
+    T = cfg.steps
+    B = cfg.batch_size
+    N, V, C = ref.n, ref.views, ref.classes
+    M = N * V
+    if not cfg.replacement and B > N:
+        raise ValueError(f"batch_size must be <= n without replacement, got batch_size={B}, n={N}")
+    consts = theory_constants(C, B, T, cfg.delta, cfg.tau)
+    from theory.bounds import thm1_trajectory_from_delta
+
+    bounds = {
+        "unrolled": thm1_trajectory_from_delta(eta, consts["Delta"], B, cfg.tau, form="unrolled")
+        if math.isfinite(consts["Delta"]) else np.full(T + 1, math.inf),
+        "closed": thm1_trajectory_from_delta(eta, consts["Delta"], B, cfg.tau, form="closed")
+        if math.isfinite(consts["Delta"]) else np.full(T + 1, math.inf),
+    }
+    bounds["unrolled"][0] = bounds["closed"][0] = 0.0
+    options = {
+        "views": cfg.views, "view_slots": V, "sigma": cfg.sigma, "replacement": cfg.replacement,
+        "project": cfg.project, "eta_schedule": cfg.eta_schedule,
+    }
+    resolved = cfg.to_dict()
+    resolved.update({"n": N, "classes": C, "view_slots": V})
+    config_doc = {
+        "config": resolved,
+        "resolved": {"items_M": M, "balanced_classes": ref.balanced, "reference": ref.source,
+                     "eta_sum": float(eta.sum()), "eta_first": float(eta[0]), "eta_last": float(eta[-1])},
+        "constants": consts,
+        "seeds": {"init_seed": cfg.init_seed, "batch_seed": cfg.batch_seed, "aug_seed": cfg.aug_seed},
+        "versions": _versions(),
+        "git_revision": _git_revision(),
+        "command_line": argv if argv is not None else None,
+        "dtype": "float64",
+    }
+    if out is not None:
+        write_json(out / "config.json", config_doc)
+
+    suite = None
+    if cfg.checks:
+        suite = chk.CheckSuite(
+            tau=cfg.tau, B=B, C=C, T=T, delta=cfg.delta, consts=consts, options=options,
+            out_dir=out, symmetric=cfg.sigma == "symmetric",
+        )
+    if resume:
+        if out is None:
+            raise ValueError("resume needs an output directory holding checkpoint.pt")
+        ck = load_checkpoint(out)
+        if _dynamics(ck["config"]) != _dynamics(cfg.to_dict()):
+            diff = sorted(k for k in _dynamics(cfg.to_dict()) if ck["config"].get(k) != cfg.to_dict().get(k))
+            raise ValueError(f"checkpoint config differs from this run in: {', '.join(diff)}")
+        bg = torch.Generator()
+        bg.set_state(ck["batch_gen"])
+        ag = torch.Generator()
+        ag.set_state(ck["aug_gen"])
+        state = CoupledState(ck["step"], ck["sigma_cl"], ck["sigma_ns"], ck["drift_sq"], bg, ag, ck["gap_bound"],
+                             ck["premise_all"], ck["step_rows"], ck["eval_rows"])
+        if suite is not None and ck["checks"] is not None:
+            suite.load_state_dict(ck["checks"])
+    else:
+        state = CoupledState(
+            0, ref.sigma0.clone(), ref.sigma0.clone(), 0.0,
+            torch.Generator().manual_seed(int(cfg.batch_seed)), torch.Generator().manual_seed(int(cfg.aug_seed)),
+        )
+        state.eval_rows.append(_eval_point(state, ref.sigma0, consts, bounds, cfg))  # step 0 (D_0 = 0)
+    item_labels = ref.item_labels
+    clip = cfg.project == "clip"
+    stop_at = cfg.stop_after if cfg.stop_after is not None else T
+    aborted = None
+    t_loop = time.perf_counter()
+    first_step = state.step
+    bar = tqdm(total=stop_at, initial=state.step, disable=quiet, desc="sigma descent", unit="step",
+               dynamic_ncols=True)
+    try:
+        while state.step < stop_at:
+            t = state.step
+            batch = draw_batch(N, B, V, cfg.replacement, state.batch_gen, state.aug_gen)
+            rows, cols = batch_items(batch, V)
+            geom = build_geometry(rows, cols, item_labels[rows], item_labels[cols], M, cfg.sigma == "symmetric")
+            st = compute_step(state.sigma_cl, state.sigma_ns, geom, cfg.tau)
+            if not (bool(torch.isfinite(st.U_cl).all()) and bool(torch.isfinite(st.U_ns).all())):
+                raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
+            drift_t = state.drift
+            d_sq, new_cl, new_ns = apply_step(state.sigma_cl, state.sigma_ns, st, float(eta[t]), clip)
+            if not (bool(torch.isfinite(new_cl).all()) and bool(torch.isfinite(new_ns).all())):
+                raise NonFiniteError(f"non-finite Sigma after step {t} (eta={eta[t]!r} too large?)")
+            state.drift_sq += d_sq
+            state.step = t + 1
+            row = {"step": t, "eta": float(eta[t]), "drift_fro": state.drift,
+                   "bound_thm1_unrolled": float(bounds["unrolled"][t + 1]),
+                   "bound_thm1_closed": float(bounds["closed"][t + 1])}
+            if suite is not None:
+                info = suite.evaluate_step(st, t, float(eta[t]), drift_t, state.drift, batch, item_labels)
+                state.gap_bound = (1.0 + float(eta[t]) * consts["lipschitz"]) * state.gap_bound + float(eta[t]) * info["gap_A"]
+                state.premise_all = state.premise_all and info["premise_step"]
+                suite.evaluate_trajectory(t + 1, state.drift, row["bound_thm1_closed"], row["bound_thm1_unrolled"],
+                                          state.gap_bound, state.premise_all)
+                row["bound_thm1_gap"] = state.gap_bound
+                row.update(info["row"])
+            state.step_rows.append(row)
+            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == T:
+                ev = _eval_point(state, ref.sigma0, consts, bounds, cfg)
+                state.eval_rows.append(ev)
+                if suite is not None:
+                    suite.evaluate_eval_point(ev, state.premise_all)
+                bar.set_postfix(drift=f"{state.drift:.3g}", cka=f"{ev['cka']:.6f}")
+            if out is not None and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                _save_checkpoint(out, cfg, state, suite)
+            bar.update(1)
+    except NonFiniteError as e:
+        aborted = str(e)
+    finally:
+        bar.close()
+    loop_s = time.perf_counter() - t_loop
+    done_steps = state.step - first_step
+    completed = state.step == T
+    if out is not None and cfg.stop_after is not None and not completed and aborted is None:
+        _save_checkpoint(out, cfg, state, suite)
+    if suite is not None and completed:
+        suite.finalize_lemma5(n=N, replacement=cfg.replacement, trials=cfg.lemma5_trials, seed=cfg.init_seed)
+    checks_doc = suite.to_json() if suite is not None else {"note": "checks disabled (--no-checks)"}
+    if isinstance(checks_doc, dict):
+        checks_doc.setdefault("_run", {})
+        checks_doc["_run"] = {"completed": completed, "steps_completed": state.step, "steps": T,
+                              "aborted": aborted, "options": options, "constants": consts}
+    verdict = chk.format_verdict_table(checks_doc) if suite is not None else "checks disabled"
+    last_eval = state.eval_rows[-1] if state.eval_rows else {}
+    wall = time.perf_counter() - t_start
+    if out is not None:
+        _write_csv(out / "steps.csv", state.step_rows)
+        _write_csv(out / "evals.csv", state.eval_rows)
+        write_json(out / "checks.json", checks_doc)
+        write_json(out / "timing.json", {"wall_s": wall, "loop_s": loop_s, "steps_run": done_steps,
+                                         "steps_per_s": done_steps / loop_s if loop_s > 0 else None})
+        if cfg.save_sigma:
+            np.save(out / "sigma_cl.npy", state.sigma_cl.numpy())
+            np.save(out / "sigma_ns.npy", state.sigma_ns.numpy())
+        if cfg.plot and len(state.step_rows) > 0:
+            from .plot import plot_sigma_run
+
+            plot_sigma_run(out, out / "sigma_descent")
+    result = SigmaResult(
+        config=resolved, constants=consts, steps_completed=state.step, completed=completed, drift=state.drift,
+        drift_full=last_eval.get("drift_full"), cka=last_eval.get("cka"), rsa=last_eval.get("rsa"),
+        checks=checks_doc, verdict=verdict, step_rows=state.step_rows, eval_rows=state.eval_rows,
+        sigma_cl=state.sigma_cl, sigma_ns=state.sigma_ns, wall_s=wall,
+        steps_per_s=done_steps / loop_s if loop_s > 0 else float("nan"), out_dir=out, aborted=aborted,
+    )
+    if aborted is not None:
+        raise NonFiniteError(aborted)
+    return result

@@ -1,0 +1,458 @@
+"""Lockstep trainer: shared randomness, loss wiring against float64 loop references, schedule, checkpoints,
+bit-identical resume in a fresh process, signals, NaN handling, config validation."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.data import synthetic_images
+from experiments.train import (
+    LockstepTrainer,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    dataset_fingerprint,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_ds(classes: int = 4, per_class: int = 16, size: int = 16, seed: int = 0):
+    return synthetic_images(num_classes=classes, n_per_class=per_class, size=size, seed=seed)
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(losses=("CL", "NSCL"), arch="small_cnn", width=0.25, proj_hidden=32, proj_dim=16, batch_size=16,
+                tau=0.5, epochs=2, lr=0.1, weight_decay=1e-4, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def record_inputs(trainer: LockstepTrainer) -> dict:
+    """Forward pre-hooks storing a copy of every input tensor each model received."""
+    seen: dict = {n: [] for n in trainer.models}
+    for n, m in trainer.models.items():
+        m.register_forward_pre_hook(lambda mod, args, n=n: seen[n].append(args[0].detach().clone()))
+    return seen
+
+
+def params_of(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# -----------------------------------------------------------------------------------------------------------
+# configuration
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(losses=("CL", "XYZ")), "losses"),
+    (dict(losses=()), "losses"),
+    (dict(losses=("CL", "CL")), "losses"),
+    (dict(arch="vgg"), "arch"),
+    (dict(optimizer="adam"), "optimizer"),
+    (dict(batch_size=1), "batch_size"),
+    (dict(batch_size=2.5), "batch_size"),
+    (dict(tau=0.0), "tau"),
+    (dict(tau=-1.0), "tau"),
+    (dict(epochs=0), "epochs"),
+    (dict(lr=0.0), "lr"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(warmup_epochs=5), "warmup_epochs"),
+    (dict(grad_clip=-1.0), "grad_clip"),
+    (dict(anchors="all"), "anchors"),
+    (dict(aug_preset="imagenet-21k"), "name"),
+    (dict(device="tpu"), "device"),
+    (dict(init_seed=-1), "init_seed"),
+])
+def test_config_validation_one_line(kw, field):
+    with pytest.raises(ValueError) as e:
+        tiny_cfg(**kw)
+    msg = str(e.value)
+    assert field in msg and "\n" not in msg
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"^device='cuda' requested but CUDA is not available") as e:
+        tiny_cfg(device="cuda")
+    assert "\n" not in str(e.value)
+    assert tiny_cfg(device="auto").device == "auto"  # auto resolves to the CPU here
+
+
+def test_batch_larger_than_dataset_and_nscl_single_class():
+    with pytest.raises(ValueError, match="batch_size must be <= the training set size 64"):
+        LockstepTrainer(tiny_cfg(batch_size=65), tiny_ds(), quiet=True)
+    with pytest.raises(ValueError, match="NSCL needs >= 2 classes"):
+        LockstepTrainer(tiny_cfg(), tiny_ds(classes=1, per_class=32), quiet=True)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# shared randomness
+
+
+def test_identical_initial_weights_independent_of_global_rng():
+    ds = tiny_ds()
+    torch.manual_seed(123)
+    a = LockstepTrainer(tiny_cfg(losses=("CL", "DCL", "NSCL", "SCL", "CE")), ds, quiet=True)
+    torch.manual_seed(999)
+    b = LockstepTrainer(tiny_cfg(losses=("CL", "CE")), ds, quiet=True)
+    ref = a.models["CL"].state_dict()
+    for t in (a, b):
+        for name, m in t.models.items():
+            sd = m.state_dict()
+            body = {k: v for k, v in sd.items() if not k.startswith("head.")}
+            assert body.keys() == ref.keys()
+            assert all(torch.equal(body[k], ref[k]) for k in ref), name
+            assert (m.head is not None) == (name == "CE")
+    c = LockstepTrainer(tiny_cfg(init_seed=7), ds, quiet=True)
+    assert not torch.equal(c.models["CL"].backbone.features[0].weight, a.models["CL"].backbone.features[0].weight)
+
+
+def _chain(steps: list) -> str:
+    """Independent recomputation of the InputDigest chain from recorded (indices, inputs)."""
+    def h(t):
+        t = t.contiguous()
+        d = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+        d.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return d.digest()
+    c = hashlib.sha256(b"simdescent input digest v1").digest()
+    for idx, x in steps:
+        c = hashlib.sha256(c + h(idx) + h(x)).digest()
+    return c.hex()
+
+
+def test_coupled_models_receive_bit_identical_inputs_and_digests_prove_it():
+    ds = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(losses=("CL", "DCL", "NSCL", "SCL", "CE"), epochs=2), ds, quiet=True)
+    seen = record_inputs(tr)
+    got = []
+    tr.fit(on_step=lambda t_, t, idx, views: got.append((t, idx.clone(), views.clone())))
+    n = tr.total_steps
+    assert tr.steps_per_epoch == 4 and n == 8 and [g[0] for g in got] == list(range(n))
+    names = list(tr.models)
+    for name in names:
+        assert len(seen[name]) == n
+        for s in range(n):
+            assert torch.equal(seen[name][s], seen[names[0]][s])  # every model saw the same tensor
+            assert torch.equal(seen[name][s], got[s][2])  # ... which is the step's shared views
+    dig = tr.manifest_dict()["input_digests"]
+    assert len(set(dig.values())) == 1
+    assert dig["CL"] == _chain([(idx, views) for _, idx, views in got])
+    assert tr.manifest_dict()["input_digest_steps"] == {nm: n for nm in names}
+    # batch order: each epoch a permutation of the dataset, drop_last (64 = 4 x 16: nothing dropped)
+    for e in range(2):
+        ep = torch.cat([got[s][1] for s in range(4 * e, 4 * e + 4)])
+        assert torch.equal(ep.sort().values, torch.arange(64))
+    assert not torch.equal(torch.cat([g[1] for g in got[:4]]), torch.cat([g[1] for g in got[4:]]))
+    # views: two different augmentations of the same images, in [0, 1]
+    v = got[0][2]
+    assert v.shape == (32, 3, 16, 16) and v.dtype == torch.float32 and 0 <= v.min() and v.max() <= 1
+    assert not torch.equal(v[:16], v[16:])
+
+
+def test_separate_seeds_control_separate_randomness():
+    ds = tiny_ds()
+
+    def run(**kw):
+        tr = LockstepTrainer(tiny_cfg(losses=("CL",), **kw), ds, quiet=True)
+        out = []
+        tr.fit(on_step=lambda t_, t, idx, views: out.append((idx.clone(), views.clone())), max_steps=2)
+        return out, params_of(tr.models["CL"])
+
+    base, p0 = run()
+    again, p1 = run()
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(base, again))
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)  # fully deterministic on CPU
+    aug, _ = run(aug_seed=99)  # same order, different views
+    assert all(torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1]) for a, b in zip(base, aug))
+    order, _ = run(order_seed=99)  # different order
+    assert not torch.equal(base[0][0], order[0][0])
+
+
+# -----------------------------------------------------------------------------------------------------------
+# losses and updates against independent float64 computations
+
+
+def _ref_loss(kind: str, z: torch.Tensor, labels: torch.Tensor, tau: float, anchors: str) -> torch.Tensor:
+    """Python loop over anchors, float64: -(1/|P|) sum_P s/tau + log sum_D exp(s/tau) (SimCLR two-view batch)."""
+    z = F.normalize(z.double(), dim=1)
+    B = z.shape[0] // 2
+    lab = torch.cat([labels, labels])
+    ids = torch.cat([torch.arange(B), torch.arange(B)])
+    rows = range(2 * B) if anchors == "both" else range(B)
+    terms = []
+    for a in rows:
+        s = z[a] @ z.T / tau
+        keys = [k for k in range(2 * B) if k != a]
+        if kind == "SCL":
+            P = [k for k in keys if lab[k] == lab[a]]
+        else:
+            P = [k for k in keys if ids[k] == ids[a]]
+        if kind in ("CL", "SCL"):
+            Dn = keys
+        elif kind == "DCL":
+            Dn = [k for k in keys if ids[k] != ids[a]]
+        else:  # NSCL
+            Dn = [k for k in keys if lab[k] != lab[a]]
+        terms.append(-sum(s[k] for k in P) / len(P) + torch.logsumexp(s[Dn], dim=0))
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("anchors", ["both", "first"])
+def test_first_step_loss_and_sgd_update_match_float64_reference(anchors):
+    ds = tiny_ds()
+    losses = ("CL", "DCL", "NSCL", "SCL", "CE")
+    tr = LockstepTrainer(tiny_cfg(losses=losses, anchors=anchors, lr=0.05, weight_decay=1e-3), ds, quiet=True)
+    init = {n: copy.deepcopy(m) for n, m in tr.models.items()}
+    got = []
+    tr.fit(on_step=lambda t_, t, idx, views: got.append((idx.clone(), views.clone())), max_steps=1)
+    idx, views = got[0]
+    labels = ds.labels[idx]
+    lr, wd, tau = 0.05, 1e-3, 0.5
+    assert tr.history[0]["lr"] == lr  # no warm-up: step 0 runs at the base rate
+    for name in losses:
+        m = init[name]
+        _, z = m(views)
+        if name == "CE":
+            ref = F.cross_entropy(m.head(z).double(), torch.cat([labels, labels]))
+        else:
+            ref = _ref_loss(name, z, labels, tau, anchors)
+        assert tr.history[0]["loss"][name] == pytest.approx(ref.item(), rel=1e-5, abs=1e-6), name
+        assert tr.history[0]["invalid"][name] == 0
+        grads = torch.autograd.grad(ref, [p for p in m.parameters()])
+        # first SGD step with momentum: buffer = g + wd w (weights only; biases / BN without decay)
+        for (pn, p0), g, p1 in zip(m.named_parameters(), grads, tr.models[name].parameters()):
+            step = g.float() + (wd * p0 if p0.ndim > 1 else 0.0)
+            torch.testing.assert_close(p1, p0 - lr * step, rtol=1e-4, atol=2e-6, msg=f"{name}:{pn}")
+
+
+def test_lr_schedule_is_linear_warmup_then_cosine_and_lars_runs():
+    ds = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(losses=("CL",), epochs=3, warmup_epochs=1.0, lr=0.3, optimizer="lars",
+                                  grad_clip=1.0), ds, quiet=True)
+    tr.fit()
+    T, W = 12, 4
+    for t, rec in enumerate(tr.history):
+        exp = 0.3 * t / W if t < W else 0.3 * 0.5 * (1 + math.cos(math.pi * (t - W) / (T - W)))
+        assert rec["lr"] == pytest.approx(exp, abs=1e-12)
+        assert math.isfinite(rec["loss"]["CL"])
+
+
+def test_grad_clip_bounds_the_update():
+    ds = tiny_ds()
+    a = LockstepTrainer(tiny_cfg(losses=("CL",), momentum=0.0, weight_decay=0.0, lr=1.0, grad_clip=1e-3), ds,
+                        quiet=True)
+    p0 = torch.cat([p.detach().flatten().clone() for p in a.models["CL"].parameters()])
+    a.fit(max_steps=1)
+    p1 = torch.cat([p.detach().flatten() for p in a.models["CL"].parameters()])
+    assert (p1 - p0).norm().item() == pytest.approx(1e-3, rel=1e-3)  # lr * clipped norm
+
+
+# -----------------------------------------------------------------------------------------------------------
+# eval callbacks and embed
+
+
+def test_on_eval_schedule_and_embed():
+    ds = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(epochs=2), ds, quiet=True)
+    calls = []
+    tr.fit(on_eval=lambda t, e, s: calls.append((e, s, t.models["CL"].training)), eval_every=3)
+    assert calls == [(0, 0, True), (0, 3, True), (1, 6, True), (2, 8, True)]
+    f, z = tr.embed("NSCL", ds.images, batch_size=10)
+    assert f.shape == (64, 32) and z.shape == (64, 16) and f.dtype == torch.float32
+    m = tr.models["NSCL"]
+    assert m.training  # back in train mode
+    m.eval()
+    with torch.no_grad():
+        f2, z2 = m(ds.images.float() / 255)
+    m.train()
+    torch.testing.assert_close(f, f2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z, z2, rtol=1e-5, atol=1e-6)
+    f3, _ = tr.embed("NSCL", ds.images.float() / 255, batch_size=64)
+    torch.testing.assert_close(f, f3, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="name must be one of"):
+        tr.embed("SCL", ds.images)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# checkpoints and resume
+
+
+def _compare_states(sa: dict, sb: dict):
+    for n in sa["models"]:
+        ma, mb = sa["models"][n], sb["models"][n]
+        assert ma.keys() == mb.keys()
+        for k in ma:
+            assert torch.equal(ma[k], mb[k]), f"{n}.{k}"
+        oa, ob = sa["optimizers"][n]["state"], sb["optimizers"][n]["state"]
+        assert oa.keys() == ob.keys()
+        for i in oa:
+            for k in oa[i]:
+                assert torch.equal(oa[i][k], ob[i][k]), f"{n}.opt{i}.{k}"
+    assert sa["history"] == sb["history"]
+    assert sa["digest"] == sb["digest"]
+    assert torch.equal(sa["order_gen"], sb["order_gen"]) and torch.equal(sa["aug_gen"], sb["aug_gen"])
+
+
+RESUME_SCRIPT = """
+import sys, torch
+from experiments.data import synthetic_images
+from experiments.train import LockstepTrainer
+torch.manual_seed(4242)  # a different process-wide RNG state: resume must not depend on it
+ds = synthetic_images(num_classes=4, n_per_class=16, size=16, seed=0)
+tr = LockstepTrainer.resume(sys.argv[1], ds, quiet=True)
+tr.fit()
+tr.save_checkpoint(sys.argv[2])
+"""
+
+
+def test_resume_in_fresh_process_is_bit_identical(tmp_path):
+    ds = tiny_ds()
+    kw = dict(losses=("CL", "NSCL", "SCL", "CE"), optimizer="lars", warmup_epochs=0.5, grad_clip=5.0)
+    straight = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    straight.fit()
+    half = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    half.fit(max_steps=half.steps_per_epoch)
+    ck1 = half.save_checkpoint(tmp_path / "epoch1.pt")
+    ck2 = tmp_path / "final.pt"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(ck1), str(ck2)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from experiments.checkpoint import load_checkpoint
+    resumed = load_checkpoint(ck2)
+    assert resumed["step"] == straight.step == 8
+    _compare_states(straight.state_dict(), resumed)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight.history]
+
+
+def test_sigint_mid_epoch_saves_and_resume_matches(tmp_path):
+    ds = tiny_ds()
+    out = tmp_path / "run"
+    straight = LockstepTrainer(tiny_cfg(epochs=2), ds, quiet=True)
+    straight.fit()
+    tr = LockstepTrainer(tiny_cfg(epochs=2, out_dir=str(out)), ds, quiet=True)
+    before = signal.getsignal(signal.SIGINT)
+
+    def kill_at_2(trainer, t, idx, views):
+        if t == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as e:
+        tr.fit(on_step=kill_at_2)
+    assert e.value.code == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+    assert tr.step == 2 and tr.interrupted == "SIGINT"  # the step in flight finished, nothing after it
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["interrupted"] == "SIGINT" and man["step"] == 2
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    re = LockstepTrainer.resume(out / "ckpt.pt", ds, quiet=True)
+    assert re.step == 2
+    re.fit()
+    _compare_states(straight.state_dict(), re.state_dict())
+
+
+def test_periodic_checkpoint_and_manifest(tmp_path):
+    ds = tiny_ds()
+    out = tmp_path / "run"
+    seen_steps = []
+    tr = LockstepTrainer(tiny_cfg(epochs=3, ckpt_every=1, out_dir=str(out), init_seed=5, order_seed=6,
+                                  aug_seed=7), ds, quiet=True)
+
+    def check(trainer, t, idx, views):
+        if (out / "ckpt.pt").exists():
+            from experiments.checkpoint import load_checkpoint
+            seen_steps.append(load_checkpoint(out / "ckpt.pt")["step"])
+
+    tr.fit(on_step=check)
+    assert sorted(set(seen_steps)) == [4, 8]
+    from experiments.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 12  # final
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seeds"] == {"init_seed": 5, "order_seed": 6, "aug_seed": 7}
+    assert man["config"]["losses"] == ["CL", "NSCL"] and man["config"]["epochs"] == 3
+    assert man["versions"]["torch"] == torch.__version__ and "numpy" in man["versions"]
+    assert man["device"].startswith("cpu") and "revision" in man["git"]
+    assert man["dataset"] == dataset_fingerprint(ds)
+    assert man["step"] == 12 and man["input_digest_steps"] == {"CL": 12, "NSCL": 12}
+    assert man["input_digests"]["CL"] == man["input_digests"]["NSCL"]
+    assert man["invalid_anchors_total"] == {"CL": 0, "NSCL": 0}
+    assert len(json.loads((out / "history.json").read_text())) == 12
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt.pt", "history.json", "manifest.json"]
+
+
+def test_resume_errors_are_one_line(tmp_path):
+    ds = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(), ds, quiet=True)
+    tr.fit(max_steps=1)
+    ck = tr.save_checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(ValueError) as e:
+        LockstepTrainer.resume(ck, ds, cfg=tiny_cfg(tau=0.2, lr=0.5), quiet=True)
+    msg = str(e.value)
+    assert "different config" in msg and "tau: saved 0.5, given 0.2" in msg and "lr:" in msg and "\n" not in msg
+    assert "epochs" not in msg
+    # out_dir / ckpt_every may change
+    LockstepTrainer.resume(ck, ds, cfg=tiny_cfg(out_dir=str(tmp_path / "x"), ckpt_every=3), quiet=True)
+    with pytest.raises(ValueError, match="was trained on 'synthetic4-train'"):
+        LockstepTrainer.resume(ck, tiny_ds(seed=1), quiet=True)
+    raw = ck.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(ValueError, match=r"^checkpoint .*cut\.pt is corrupt or truncated: ") as e:
+        LockstepTrainer.resume(tmp_path / "cut.pt", ds, quiet=True)
+    assert "\n" not in str(e.value)
+
+
+def test_nan_loss_stops_with_one_line_error_after_saving_last_good_state(tmp_path):
+    ds = tiny_ds()
+    out = tmp_path / "run"
+    tr = LockstepTrainer(tiny_cfg(losses=("CL", "NSCL"), out_dir=str(out)), ds, quiet=True)
+    good = {}
+
+    def poison(mod, args, output):
+        if tr.step == 2:  # the forward of step index 2
+            h, z = output
+            return h, z * float("nan")
+        return None
+
+    tr.models["NSCL"].register_forward_hook(poison)
+
+    def snap(trainer, t, idx, views):
+        good.update({n: params_of(m) for n, m in trainer.models.items()})
+
+    with pytest.raises(TrainingDiverged) as e:
+        tr.fit(on_step=snap)
+    msg = str(e.value)
+    assert msg.startswith("loss of model 'NSCL' is nan at step 2 (epoch 0); last good state saved to ")
+    assert "\n" not in msg
+    from experiments.checkpoint import load_checkpoint
+    st = load_checkpoint(out / "last_good.pt")
+    assert st["step"] == 2 and len(st["history"]) == 2
+    for n in ("CL", "NSCL"):  # parameters are those after step 1 (BN running stats saw the bad forward)
+        for k, v in good[n].items():
+            if "running" not in k and "num_batches" not in k:
+                assert torch.equal(st["models"][n][k], v), (n, k)
+    # the saved generators reproduce batch 2 (resume redraws the same batch)
+    assert st["perm_epoch"] == 0
+
+
+def test_cli_runs_and_reports_errors(tmp_path):
+    from experiments.train import main
+    out = tmp_path / "cli"
+    rc = main(["--dataset", "synthetic", "--losses", "CL", "NSCL", "--arch", "mlp", "--width", "0.125",
+               "--proj-hidden", "16", "--proj-dim", "8", "--batch-size", "250", "--epochs", "1", "--device", "cpu",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert json.loads((out / "manifest.json").read_text())["step"] == 4  # 1000 synthetic images / 250
+    assert main(["--tau", "-1", "--out", str(out), "--quiet"]) == 2

@@ -1,0 +1,942 @@
+"""Representation-alignment metrics: CKA and RSA on cosine-similarity matrices, linear CKA, NCCC, weight gap.
+
+Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 3 (CKA and RSA
+on cosine-similarity matrices), Sec. 4.1 (Cors. 1-2 use the same definitions), Sec. 5 (NCCC accuracy,
+Tab. 1) and Sec. 5.1 (relative weight gap, Fig. 6).
+
+Definitions (Sec. 3). For N inputs with embeddings z_i, z'_i (rows of X, Y):
+
+    Sigma_ij = cos(z_i, z_j),   H = I - (1/N) 1 1^T
+    CKA(Z, Z') = <H Sigma H, H Sigma' H>_F / (||H Sigma H||_F ||H Sigma' H||_F)
+    RSA(Z, Z') = Pearson corr of { RDM_ij : i < j } and { RDM'_ij : i < j },   RDM = 1 1^T - Sigma
+
+``cka_gram`` / ``rsa_gram`` evaluate these N x N definitions on given similarity matrices (the Sigma-space
+simulation). ``cka`` / ``rsa`` / ``cka_rsa`` compute the SAME numbers from features in O(N d^2) time and
+O(d^2) extra memory, never forming an N x N matrix (rows processed in chunks, normalisation fused with the
+Gram accumulation). The identities used (u_i = z_i / ||z_i||, U = rows u_i, so Sigma = U U^T):
+
+  Centring.  m = (1/N) sum_i u_i,  R = H U (rows r_i = u_i - m),  C_uv = R^T R' = (HU)^T (HV)   (d x d').
+  CKA.       H Sigma H = R R^T, so <H Sigma H, H Sigma' H>_F = tr(R R^T R' R'^T) = ||R^T R'||_F^2 and
+             ||H Sigma H||_F = ||R^T R||_F:   CKA = ||C_uv||_F^2 / (||C_uu||_F ||C_vv||_F).
+  RSA.       Pearson(alpha a + beta, alpha b + beta') = Pearson(a, b) for any alpha != 0 (same alpha), so
+             RSA = Corr over i<j of RDM_ij = 1 - cos_ij = ||u_i - u_j||^2 / 2 (unit rows). With
+             rho_i = ||r_i||^2, tau = mean_i rho_i = tr(C_uu)/N, e_i = rho_i - tau and g_ij = r_i . r_j:
+                 2 RDM_ij = rho_i + rho_j - 2 g_ij,   mean over all N^2 entries = 2 tau,
+             and because sum_j g_ij = 0 and sum_i e_i = 0 every mixed term sums to zero:
+                 sum_{i,j} (2RDM_ij - 2tau)(2RDM'_ij - 2tau') = 2N sum_i e_i e'_i + 4 ||C_uv||_F^2.
+             The diagonal (RDM_ii = 0) is removed exactly: the off-diagonal mean is 2tau N/(N-1), and
+                 D_uv := (1/4) sum_{i != j} (2RDM_ij - mean)(2RDM'_ij - mean')
+                       = (N/2) sum_i e_i e'_i + ||C_uv||_F^2 - tr(C_uu) tr(C_vv) / (N - 1).
+             RDM is symmetric, so the i<j sums are half the i != j sums:  RSA = D_uv / sqrt(D_uu D_vv).
+             Needs, beyond C, the per-row centred norms rho_i (sum_i rho_i rho'_i), accumulated in the
+             same pass. (Equivalent raw-sum form of the brief: sum_{i,j} Sigma_ij = ||sum_i u_i||^2,
+             sum_{i,j} Sigma_ij^2 = ||U^T U||_F^2, sum_{i,j} Sigma_ij Sigma'_ij = ||U^T V||_F^2, minus the
+             diagonal (N ones), halved. Those sums, and even the centred cosine form
+             2N m^T C_uv m' + ||C_uv||^2 with m . r_i = O(||r||^2), lose accuracy like eps/||r||^2 when
+             rows are nearly parallel: 7e-6 absolute RSA error observed at row spread 1e-5 against an
+             mpmath reference. The distance form above keeps full relative accuracy.)
+
+Numerics. Everything is accumulated in float64 by default (``dtype`` selects another compute dtype; the
+final scalar algebra is always float64). The d x d moments are accumulated after subtracting a shift
+(the first unit row), C = S - t t^T / N with S = sum (u_i - c)(v_i - c')^T, t = sum (u_i - c): exact
+algebra, and rows that are all identical give exactly C = 0.
+
+Degenerate input raises a one-line ValueError (never NaN, never a silent epsilon):
+  - a zero row (cosine undefined) or a non-finite row; N < 2 (CKA) / N < 3 (RSA); mismatched N;
+  - CKA: H Sigma H = 0, detected as tr(C_uu) <= (1024 eps)^2 * N, i.e. the RMS distance of the unit rows
+    from their centroid is below 1024 machine epsilons (all rows identical up to scale and rounding);
+  - RSA: rows identical up to scale (as for CKA), or a constant off-diagonal Sigma (e.g. orthonormal
+    rows), detected as D_uu <= 1024 eps * (sum of the magnitudes of the terms D_uu is the difference of).
+eps is the machine epsilon of the compute dtype.
+
+Inputs may be numpy arrays or torch tensors (CPU or CUDA; computed on the tensor's device, no grad).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "cka",
+    "rsa",
+    "cka_rsa",
+    "cka_gram",
+    "rsa_gram",
+    "linear_cka",
+    "nccc_accuracy",
+    "relative_weight_gap",
+    "WeightGap",
+    "RSA_TRIANGLES",
+]
+
+# Zero-variance detection threshold, in machine epsilons of the compute dtype (see module docstring).
+_TOL_EPS = 1024.0
+# Rows per chunk when accumulating d x d moments: at most _CHUNK_ROWS rows and _CHUNK_ELEMS elements.
+_CHUNK_ROWS = 4096
+_CHUNK_ELEMS = 1 << 23
+# Rows per block in the N x N (gram) functions.
+_GRAM_BLOCK_ELEMS = 1 << 22
+
+RSA_TRIANGLES = ("upper", "lower", "both")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _torch():
+    return sys.modules.get("torch")
+
+
+def _is_torch(x: object) -> bool:
+    t = _torch()
+    return t is not None and isinstance(x, t.Tensor)
+
+
+def _as_2d(fn: str, name: str, x: object) -> Any:
+    """Validate a feature matrix (numpy array / array-like / torch tensor) of shape (N, d), numeric."""
+    if _is_torch(x):
+        if x.ndim != 2:
+            raise ValueError(f"{fn}: {name} must have shape (N, d), got shape {tuple(x.shape)}")
+        if x.is_complex() or x.dtype == _torch().bool:
+            raise ValueError(f"{fn}: {name} must be a real floating/integer tensor, got dtype={x.dtype}")
+        return x.detach()
+    try:
+        a = np.asarray(x)
+    except Exception:  # pragma: no cover - exotic objects
+        raise ValueError(f"{fn}: {name} must be an array of shape (N, d), got {type(x).__name__}") from None
+    if a.ndim != 2:
+        raise ValueError(f"{fn}: {name} must have shape (N, d), got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{fn}: {name} must be a real numeric array, got dtype={a.dtype}")
+    return a
+
+
+def _match_backend(fn: str, X: Any, Y: Any) -> tuple[Any, Any]:
+    """Both numpy, or both torch on one device (a numpy partner is moved to the tensor's device)."""
+    tx, ty = _is_torch(X), _is_torch(Y)
+    if tx and ty:
+        if X.device != Y.device:
+            raise ValueError(f"{fn}: X and Y must be on the same device, got {X.device} and {Y.device}")
+        return X, Y
+    t = _torch()
+    if tx:
+        return X, t.as_tensor(Y, device=X.device)
+    if ty:
+        return t.as_tensor(X, device=Y.device), Y
+    return X, Y
+
+
+def _compute_dtype(fn: str, like: Any, dtype: Any) -> Any:
+    """float64 by default; float32 / float64 given as numpy, torch or string dtype. torch dtype for torch input."""
+    t = _torch()
+    if dtype is None:
+        name = "float64"
+    else:
+        try:
+            name = str(dtype).replace("torch.", "") if t is not None and isinstance(dtype, t.dtype) else np.dtype(dtype).name
+        except TypeError:
+            name = repr(dtype)
+        if name not in ("float32", "float64"):
+            raise ValueError(f"{fn}: dtype must be float32 or float64, got dtype={dtype!r}")
+    if _is_torch(like):
+        return getattr(t, name)
+    return np.dtype(name)
+
+
+def _eps(dt: Any) -> float:
+    if _torch() is not None and isinstance(dt, _torch().dtype):
+        return float(_torch().finfo(dt).eps)
+    return float(np.finfo(dt).eps)
+
+
+def _check_n(fn: str, X: Any, Y: Any, n_min: int) -> int:
+    nx, ny = int(X.shape[0]), int(Y.shape[0])
+    if nx != ny:
+        raise ValueError(f"{fn}: X and Y must have the same number of rows N, got {nx} and {ny}")
+    if nx < n_min:
+        raise ValueError(f"{fn}: needs N >= {n_min} rows (inputs), got N={nx}")
+    if X.shape[1] < 1 or Y.shape[1] < 1:
+        raise ValueError(f"{fn}: feature dimension must be >= 1, got X {tuple(X.shape)}, Y {tuple(Y.shape)}")
+    return nx
+
+
+def _chunk_rows(chunk_size: int | None, n: int, d: int) -> int:
+    if chunk_size is None:
+        return max(1, min(n, _CHUNK_ROWS, _CHUNK_ELEMS // max(d, 1)))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1 or None, got chunk_size={chunk_size!r}")
+    return int(min(chunk_size, n))
+
+
+def _f64(x: Any) -> Any:
+    """float64 numpy copy of a small result (d x d moments, vectors) for the final scalar algebra."""
+    if _is_torch(x):
+        return x.detach().to(dtype=_torch().float64, device="cpu").numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+class _Moments(NamedTuple):
+    """Centred moments of the (optionally l2-normalised) rows of X and Y; float64 numpy.
+
+    Shape: mean_x (dx,), mean_y (dy,), cxx (dx, dx), cyy (dy, dy), cxy (dx, dy).
+    sq_total_x = sum_i ||x_i||^2 of the (normalised) rows.
+    ``rho`` (only when requested, else None): (sum_i rx_i^2, sum_i ry_i^2, sum_i rx_i ry_i) with the
+    CENTRED per-row squared norms rx_i = ||x_i - mean_x||^2, ry_i = ||y_i - mean_y||^2.
+    """
+
+    n: int
+    mean_x: np.ndarray
+    mean_y: np.ndarray
+    cxx: np.ndarray
+    cyy: np.ndarray
+    cxy: np.ndarray
+    sq_total_x: float
+    sq_total_y: float
+    rho: tuple[float, float, float] | None
+    eps: float
+
+
+def _bad_row_error(fn: str, name: str, idx: int, nrm2: float, normalize: bool) -> ValueError:
+    if normalize and nrm2 == 0.0:
+        return ValueError(f"{fn}: row {idx} of {name} is all zeros, cosine similarity undefined")
+    return ValueError(
+        f"{fn}: row {idx} of {name} has non-finite squared norm {nrm2!r} (NaN/inf entries or |x| > 1e154)"
+    )
+
+
+def _moments(
+    fn: str,
+    X: Any,
+    Y: Any,
+    *,
+    normalize: bool,
+    chunk_size: int | None,
+    dtype: Any,
+    rownorms: bool = False,
+) -> _Moments:
+    """One pass over the rows of X and Y: chunked, fused normalisation + shifted Gram accumulation."""
+    X, Y = _match_backend(fn, X, Y)
+    dt = _compute_dtype(fn, X, dtype)
+    same = Y is X
+    n, dx, dy = int(X.shape[0]), int(X.shape[1]), int(Y.shape[1])
+    rows = _chunk_rows(chunk_size, n, max(dx, dy))
+    if _is_torch(X):
+        return _moments_torch(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms)
+    return _moments_numpy(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms)
+
+
+def _finish(
+    n: int,
+    cx: Any,
+    cy: Any,
+    tx: Any,
+    ty: Any,
+    sxx: Any,
+    syy: Any,
+    sxy: Any,
+    sqx: float,
+    sqy: float,
+    deb_raw: dict[str, Any] | None,
+    eps: float,
+    same: bool,
+) -> _Moments:
+    """Shifted sums -> centred moments (float64 numpy). x_i - m = y_i - delta with y_i = x_i - c, delta = t/N."""
+    cx, cy, tx, ty = _f64(cx), _f64(cy), _f64(tx), _f64(ty)
+    sxx = _f64(sxx)
+    dlx, dly = tx / n, ty / n
+    cxx = sxx - np.outer(tx, dlx)
+    if same:
+        syy, sxy = sxx, sxx
+        cyy, cxy = cxx, cxx
+    else:
+        syy, sxy = _f64(syy), _f64(sxy)
+        cyy = syy - np.outer(ty, dly)
+        cxy = sxy - np.outer(tx, dly)
+    deb = None
+    if deb_raw is not None:
+        # Centred per-row squared norms khat_{p,i} = k_{p,i} - 2 y_{p,i}.d_p + a_p (k = |y|^2 of the SHIFTED
+        # rows, d_p = delta_p, a_p = |d_p|^2, sum_i y_{p,i}.d_p = N a_p). Expanding the product:
+        # sum khat_p khat_q = sum k_p k_q - 2 (Y_q^T k_p).d_q - 2 (Y_p^T k_q).d_p + a_q sum k_p + a_p sum k_q
+        #                     + 4 d_p^T S_pq d_q - 3 N a_p a_q.
+        d = {"x": dlx, "y": dly}
+        a = {"x": float(dlx @ dlx), "y": float(dly @ dly)}
+        S = {("x", "x"): sxx, ("y", "y"): syy, ("x", "y"): sxy}
+        sk = {p: float(deb_raw["k" + p]) for p in "xy"}
+
+        def kk(p: str, q: str) -> float:
+            return (float(deb_raw["kk" + p + q]) - 2.0 * float(_f64(deb_raw["Y" + q + "k" + p]) @ d[q])
+                    - 2.0 * float(_f64(deb_raw["Y" + p + "k" + q]) @ d[p]) + a[q] * sk[p] + a[p] * sk[q]
+                    + 4.0 * float(d[p] @ S[(p, q)] @ d[q]) - 3.0 * n * a[p] * a[q])
+
+        deb = (kk("x", "x"), kk("y", "y"), kk("x", "y"))
+    return _Moments(n, cx + dlx, cy + dly, cxx, cyy, cxy, float(sqx), float(sqy), deb, eps)
+
+
+def _moments_numpy(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms) -> _Moments:
+    bx = np.empty((rows, dx), dtype=dt)
+    by = bx if same else np.empty((rows, dy), dtype=dt)
+    sxx = np.zeros((dx, dx), dtype=dt)
+    syy = None if same else np.zeros((dy, dy), dtype=dt)
+    sxy = None if same else np.zeros((dx, dy), dtype=dt)
+    tx = np.zeros(dx, dtype=np.float64)
+    ty = tx if same else np.zeros(dy, dtype=np.float64)
+    sqx = sqy = 0.0
+    cx = cy = None
+    deb: dict[str, Any] | None = None
+    if rownorms:
+        deb = {"kkxx": 0.0, "kkyy": 0.0, "kkxy": 0.0, "kx": 0.0, "ky": 0.0,
+               "Yxkx": np.zeros(dx), "Yxky": np.zeros(dx), "Yykx": np.zeros(dy), "Yyky": np.zeros(dy)}
+
+    def load(src, buf, name, s, e):
+        ub = buf[: e - s]
+        np.copyto(ub, src[s:e], casting="unsafe")
+        nrm2 = np.einsum("ij,ij->i", ub, ub)
+        bad = ~np.isfinite(nrm2)
+        if normalize:
+            bad |= nrm2 == 0.0
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _bad_row_error(fn, name, s + i, float(nrm2[i]), normalize)
+        if normalize:
+            np.divide(ub, np.sqrt(nrm2)[:, None], out=ub)
+            sq = float(e - s)
+        else:
+            sq = float(nrm2.sum(dtype=np.float64))
+        return ub, sq
+
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        ux, q = load(X, bx, "X", s, e)
+        sqx += q
+        if cx is None:
+            cx = ux[0].copy()
+        np.subtract(ux, cx, out=ux)
+        tx += ux.sum(0, dtype=np.float64)
+        sxx += ux.T @ ux
+        if same:
+            uy, sqy, cy = ux, sqx, cx
+        else:
+            uy, q = load(Y, by, "Y", s, e)
+            sqy += q
+            if cy is None:
+                cy = uy[0].copy()
+            np.subtract(uy, cy, out=uy)
+            ty += uy.sum(0, dtype=np.float64)
+            syy += uy.T @ uy
+            sxy += ux.T @ uy
+        if deb is not None:
+            k = np.einsum("ij,ij->i", ux, ux)
+            l = k if same else np.einsum("ij,ij->i", uy, uy)
+            kl = np.stack([k, l], axis=1)
+            deb["kkxx"] += float(k @ k)
+            deb["kkyy"] += float(l @ l)
+            deb["kkxy"] += float(k @ l)
+            deb["kx"] += float(k.sum())
+            deb["ky"] += float(l.sum())
+            p = ux.T @ kl
+            deb["Yxkx"] += p[:, 0]
+            deb["Yxky"] += p[:, 1]
+            p = p if same else uy.T @ kl
+            deb["Yykx"] += p[:, 0]
+            deb["Yyky"] += p[:, 1]
+    return _finish(n, cx, cy, tx, ty, sxx, syy, sxy, sqx, sqy, deb, _eps(dt), same)
+
+
+def _moments_torch(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms) -> _Moments:
+    torch = _torch()
+    dev = X.device
+    acc = torch.float64
+    with torch.no_grad():
+        sxx = torch.zeros((dx, dx), dtype=dt, device=dev)
+        syy = None if same else torch.zeros((dy, dy), dtype=dt, device=dev)
+        sxy = None if same else torch.zeros((dx, dy), dtype=dt, device=dev)
+        tx = torch.zeros(dx, dtype=acc, device=dev)
+        ty = tx if same else torch.zeros(dy, dtype=acc, device=dev)
+        sq = torch.zeros(2, dtype=acc, device=dev)
+        deb: dict[str, Any] | None = None
+        if rownorms:
+            z = lambda m: torch.zeros(m, dtype=acc, device=dev)  # noqa: E731
+            deb = {"kkxx": z(()), "kkyy": z(()), "kkxy": z(()), "kx": z(()), "ky": z(()),
+                   "Yxkx": z(dx), "Yxky": z(dx), "Yykx": z(dy), "Yyky": z(dy)}
+        cx = cy = None
+        bad_any = torch.zeros((), dtype=torch.bool, device=dev)
+
+        def load(src, s, e):
+            ub = src[s:e].to(dtype=dt, copy=True)
+            nrm2 = (ub * ub).sum(1)
+            bad = ~torch.isfinite(nrm2)
+            if normalize:
+                bad |= nrm2 == 0
+                ub.div_(nrm2.sqrt()[:, None])
+                q = torch.tensor(float(e - s), dtype=acc, device=dev)
+            else:
+                q = nrm2.sum(dtype=acc)
+            return ub, q, nrm2, bad
+
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            ux, q, _, bad = load(X, s, e)
+            bad_any |= bad.any()
+            sq[0] += q
+            if cx is None:
+                cx = ux[0].clone()
+            ux.sub_(cx)
+            tx += ux.sum(0, dtype=acc)
+            sxx.addmm_(ux.T, ux)
+            if same:
+                uy, cy = ux, cx
+            else:
+                uy, q, _, bad = load(Y, s, e)
+                bad_any |= bad.any()
+                sq[1] += q
+                if cy is None:
+                    cy = uy[0].clone()
+                uy.sub_(cy)
+                ty += uy.sum(0, dtype=acc)
+                syy.addmm_(uy.T, uy)
+                sxy.addmm_(ux.T, uy)
+            if deb is not None:
+                k = (ux * ux).sum(1)
+                l = k if same else (uy * uy).sum(1)
+                kl = torch.stack([k, l], dim=1)
+                k64, l64 = k.to(acc), l.to(acc)
+                deb["kkxx"] += k64 @ k64
+                deb["kkyy"] += l64 @ l64
+                deb["kkxy"] += k64 @ l64
+                deb["kx"] += k64.sum()
+                deb["ky"] += l64.sum()
+                p = (ux.T @ kl).to(acc)
+                deb["Yxkx"] += p[:, 0]
+                deb["Yxky"] += p[:, 1]
+                p = p if same else (uy.T @ kl).to(acc)
+                deb["Yykx"] += p[:, 0]
+                deb["Yyky"] += p[:, 1]
+        if bool(bad_any):  # one device sync; locate the first bad row for the message
+            for name, src in (("X", X), ("Y", Y)):
+                for s in range(0, n, rows):
+                    e = min(n, s + rows)
+                    _, _, nrm2, bad = load(src, s, e)
+                    if bool(bad.any()):
+                        i = int(torch.nonzero(bad)[0, 0])
+                        raise _bad_row_error(fn, name, s + i, float(nrm2[i]), normalize)
+        sqx = float(sq[0])
+        sqy = sqx if same else float(sq[1])
+        return _finish(n, cx, cy, tx, ty, sxx, syy, sxy, sqx, sqy, deb, _eps(dt), same)
+
+
+def _sq(a: np.ndarray) -> float:
+    v = a.ravel()
+    return float(v @ v)
+
+
+def _check_centred(fn: str, mo: _Moments, which: str, rsa: bool = False) -> None:
+    """Raise if H Sigma H = 0 within rounding: tr(C) <= (1024 eps)^2 sum_i ||x_i||^2 (rows identical up to scale)."""
+    c, total = (mo.cxx, mo.sq_total_x) if which == "X" else (mo.cyy, mo.sq_total_y)
+    tr = float(np.trace(c))
+    if tr <= (_TOL_EPS * mo.eps) ** 2 * total:
+        if rsa:
+            raise ValueError(
+                f"{fn}: off-diagonal RDM entries of {which} are constant (all N={mo.n} rows identical up to "
+                f"scale), Pearson correlation undefined"
+            )
+        raise ValueError(
+            f"{fn}: centred similarity matrix of {which} has zero norm "
+            f"(all N={mo.n} rows identical up to scale?)"
+        )
+
+
+def _cka_from(mo: _Moments, fn: str) -> float:
+    _check_centred(fn, mo, "X")
+    _check_centred(fn, mo, "Y")
+    num = _sq(mo.cxy)
+    den = math.sqrt(_sq(mo.cxx)) * math.sqrt(_sq(mo.cyy))
+    return num / den
+
+
+def _rsa_from(mo: _Moments, fn: str) -> float:
+    """Pearson of the i<j entries of RDM_ij = 1 - cos_ij = ||u_i - u_j||^2 / 2 (unit rows), centred form.
+
+    With rho_i = ||u_i - m||^2, tau = mean rho = tr(C)/N, e_i = rho_i - tau, g_ij = r_i . r_j:
+    2 RDM_ij = rho_i + rho_j - 2 g_ij, whose mean over all N^2 entries is 2 tau, and (sum_j g_ij = 0)
+        sum_{i,j} (2RDM_ij - 2tau)(2RDM'_ij - 2tau') = 2N sum_i e_i e'_i + 4 ||C_uv||_F^2.
+    The diagonal (RDM_ii = 0) is removed exactly: over i != j, divided by 4,
+        D_uv = (N/2) sum_i e_i e'_i + ||C_uv||_F^2 - tr(C_uu) tr(C_vv) / (N - 1).
+    """
+    n = mo.n
+    _check_centred(fn, mo, "X", rsa=True)
+    _check_centred(fn, mo, "Y", rsa=True)
+    trx, try_ = float(np.trace(mo.cxx)), float(np.trace(mo.cyy))
+    rxx, ryy, rxy = mo.rho
+    ee = {"xx": rxx - trx * trx / n, "yy": ryy - try_ * try_ / n, "xy": rxy - trx * try_ / n}
+    dxx = 0.5 * n * ee["xx"] + _sq(mo.cxx) - trx * trx / (n - 1)
+    dyy = 0.5 * n * ee["yy"] + _sq(mo.cyy) - try_ * try_ / (n - 1)
+    dxy = 0.5 * n * ee["xy"] + _sq(mo.cxy) - trx * try_ / (n - 1)
+    for name, d, r2, c2, tr in (("X", dxx, rxx, _sq(mo.cxx), trx), ("Y", dyy, ryy, _sq(mo.cyy), try_)):
+        scale = 0.5 * n * (r2 + tr * tr / n) + c2 + tr * tr / (n - 1)
+        if d <= _TOL_EPS * mo.eps * scale:
+            raise ValueError(
+                f"{fn}: off-diagonal RDM entries of {name} are constant (zero variance over the "
+                f"N(N-1)/2={n * (n - 1) // 2} pairs), Pearson correlation undefined"
+            )
+    return dxy / math.sqrt(dxx * dyy)
+
+
+# ---------------------------------------------------------------------------------- feature-space API
+def cka(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None) -> float:
+    """CKA of Sec. 3 on cosine-similarity matrices, computed from features without any N x N matrix.
+
+    CKA = <H Sigma H, H Sigma' H>_F / (||H Sigma H||_F ||H Sigma' H||_F),  Sigma_ij = cos(x_i, x_j).
+    With unit rows U (u_i = x_i/||x_i||), V:  <H U U^T H, H V V^T H>_F = ||(HU)^T (HV)||_F^2  and
+    ||H U U^T H||_F^2 = ||(HU)^T (HU)||_F^2, so CKA = ||C_uv||_F^2 / (||C_uu||_F ||C_vv||_F) with the
+    centred d x d moments C (module docstring). O(N d^2) time, O(d^2 + chunk d) extra memory.
+
+    Shape: X (N, dx), Y (N, dy); numpy or torch (any device). Returns a float in [0, 1].
+    chunk_size: rows per chunk (None: automatic). dtype: compute dtype (default float64).
+    Raises ValueError for N < 2, mismatched N, zero / non-finite rows, H Sigma H = 0.
+    """
+    X, Y = _as_2d("cka", "X", X), _as_2d("cka", "Y", Y)
+    _check_n("cka", X, Y, 2)
+    mo = _moments("cka", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype)
+    return _cka_from(mo, "cka")
+
+
+def rsa(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None) -> float:
+    """RSA of Sec. 3: Pearson correlation of the i<j entries of RDM = 1 - Sigma, from features.
+
+    For unit rows RDM_ij = ||u_i - u_j||^2 / 2; with centred rows r_i = u_i - m, rho_i = ||r_i||^2,
+    e_i = rho_i - mean(rho) and C_uv = R^T R' (module docstring):
+        sum_{i<j} (RDM_ij - mean)(RDM'_ij - mean') = (1/2) [(N/2) sum_i e_i e'_i + ||C_uv||_F^2
+                                                            - tr(C_uu) tr(C_vv) / (N - 1)] =: D_uv / 2
+    and RSA = D_uv / sqrt(D_uu D_vv). No N x N matrix; O(N d^2) time, O(d^2 + chunk d) memory.
+
+    Shape: X (N, dx), Y (N, dy); numpy or torch. Returns a float in [-1, 1].
+    chunk_size, dtype: as in ``cka``.
+    Raises ValueError for N < 3, mismatched N, zero / non-finite rows, constant off-diagonal Sigma.
+    """
+    X, Y = _as_2d("rsa", "X", X), _as_2d("rsa", "Y", Y)
+    _check_n("rsa", X, Y, 3)
+    mo = _moments("rsa", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype, rownorms=True)
+    return _rsa_from(mo, "rsa")
+
+
+def cka_rsa(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None) -> tuple[float, float]:
+    """(cka(X, Y), rsa(X, Y)) from ONE pass over the features (they share all d x d moments).
+
+    Shape: X (N, dx), Y (N, dy). Raises as ``cka`` and ``rsa`` (N >= 3).
+    """
+    X, Y = _as_2d("cka_rsa", "X", X), _as_2d("cka_rsa", "Y", Y)
+    _check_n("cka_rsa", X, Y, 3)
+    mo = _moments("cka_rsa", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype, rownorms=True)
+    return _cka_from(mo, "cka_rsa"), _rsa_from(mo, "cka_rsa")
+
+
+def linear_cka(
+    X: Any, Y: Any, debiased: bool = False, *, chunk_size: int | None = None, dtype: Any = None
+) -> float:
+    """Linear CKA of Kornblith et al. (2019) on raw (un-normalised) features.
+
+    Biased: columns centred, CKA = ||X_c^T Y_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F)
+            (= <HKH, HLH>_F / (||HKH||_F ||HLH||_F) with K = X X^T, L = Y Y^T).
+    Debiased (debiased=True): HSIC replaced by the unbiased estimator of Song et al. (2012),
+        HSIC_1(K, L) = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1)/((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3)),
+    K~ = K with zeroed diagonal. HSIC_1 is invariant to centring the features; on centred features
+    (1^T K 1 = 0, K~ 1 = -k with k_i = ||x_i - m||^2) it is Kornblith's feature form
+        n(n-3) HSIC_1 = ||X_c^T Y_c||_F^2 - n/(n-2) k.l + (sum k)(sum l)/((n-1)(n-2)).
+    CKA_debiased = HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L)).
+
+    Shape: X (N, dx), Y (N, dy); numpy or torch. N >= 2 (biased) or N >= 4 (debiased).
+    Self-HSIC is never negative for the linear kernel: HSIC_1(K, K) is the U-statistic with kernel
+    ((x_i - x_j).(x_q - x_r))^2 / 4 over distinct (i, j, q, r) (tested), so it is a mean of squares; it
+    is 0 for degenerate data (e.g. N=4 with one row differing from three equal rows). The cross term can
+    be negative, so debiased CKA lies in [-1, 1].
+    Raises ValueError for constant features (zero centred Gram) and for a self-HSIC that is zero within
+    rounding (<= 1024 eps times the terms it is the difference of): no sqrt of a negative, no 0/0.
+    """
+    if not isinstance(debiased, (bool, np.bool_)):
+        raise ValueError(f"linear_cka: debiased must be a bool, got debiased={debiased!r}")
+    fn = "linear_cka"
+    X, Y = _as_2d(fn, "X", X), _as_2d(fn, "Y", Y)
+    n = _check_n(fn, X, Y, 4 if debiased else 2)
+    mo = _moments(fn, X, Y, normalize=False, chunk_size=chunk_size, dtype=dtype, rownorms=bool(debiased))
+    for which in ("X", "Y"):
+        c, total = (mo.cxx, mo.sq_total_x) if which == "X" else (mo.cyy, mo.sq_total_y)
+        if float(np.trace(c)) <= (_TOL_EPS * mo.eps) ** 2 * total:
+            raise ValueError(
+                f"{fn}: centred Gram matrix of {which} has zero norm (all N={n} rows identical?)"
+            )
+    hxy, hxx, hyy = _sq(mo.cxy), _sq(mo.cxx), _sq(mo.cyy)
+    if not debiased:
+        return hxy / (math.sqrt(hxx) * math.sqrt(hyy))
+    kkxx, kkyy, kkxy = mo.rho
+    trx, try_ = float(np.trace(mo.cxx)), float(np.trace(mo.cyy))
+
+    def h(cross_sq: float, klv: float, skv: float, slv: float) -> float:
+        return cross_sq - n / (n - 2.0) * klv + skv * slv / ((n - 1.0) * (n - 2.0))
+
+    num = h(hxy, kkxy, trx, try_)
+    sxx = h(hxx, kkxx, trx, trx)
+    syy = h(hyy, kkyy, try_, try_)
+    for name, v, scale in (("X", sxx, hxx + n / (n - 2.0) * kkxx + trx * trx / ((n - 1.0) * (n - 2.0))),
+                           ("Y", syy, hyy + n / (n - 2.0) * kkyy + try_ * try_ / ((n - 1.0) * (n - 2.0)))):
+        if v <= _TOL_EPS * mo.eps * scale:
+            raise ValueError(
+                f"{fn}: debiased HSIC({name},{name})={v:.3g} is zero within rounding (every "
+                f"(x_i - x_j).(x_q - x_r) over distinct i,j,q,r vanishes; N={n}), debiased CKA undefined"
+            )
+    return num / math.sqrt(sxx * syy)
+
+
+# ------------------------------------------------------------------------------------- N x N (gram) API
+def _as_square(fn: str, name: str, S: object) -> Any:
+    if _is_torch(S):
+        if S.ndim != 2 or S.shape[0] != S.shape[1]:
+            raise ValueError(f"{fn}: {name} must be a square (N, N) matrix, got shape {tuple(S.shape)}")
+        if not S.dtype.is_floating_point:
+            S = S.to(_torch().float64)
+        return S.detach()
+    a = np.asarray(S)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{fn}: {name} must be a square (N, N) matrix, got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{fn}: {name} must be a real numeric matrix, got dtype={a.dtype}")
+    return a
+
+
+def _gram_pair(fn: str, S1: Any, S2: Any, n_min: int) -> tuple[Any, Any, int]:
+    S1, S2 = _as_square(fn, "S1", S1), _as_square(fn, "S2", S2)
+    S1, S2 = _match_backend(fn, S1, S2)
+    if S1.shape[0] != S2.shape[0]:
+        raise ValueError(f"{fn}: S1 and S2 must have the same N, got {S1.shape[0]} and {S2.shape[0]}")
+    n = int(S1.shape[0])
+    if n < n_min:
+        raise ValueError(f"{fn}: needs N >= {n_min}, got N={n}")
+    return S1, S2, n
+
+
+def _block_f64(S: Any, r0: int, r1: int) -> Any:
+    b = S[r0:r1]
+    if _is_torch(b):
+        return b.to(_torch().float64)
+    return b.astype(np.float64, copy=False)
+
+
+def _fsum(x: Any) -> float:
+    return float(x.sum())
+
+
+def _check_finite_block(fn: str, name: str, b: Any, r0: int) -> None:
+    if _is_torch(b):
+        ok = bool(_torch().isfinite(b).all())
+    else:
+        ok = bool(np.isfinite(b).all())
+    if not ok:
+        raise ValueError(f"{fn}: {name} has non-finite entries (first in rows >= {r0})")
+
+
+def cka_gram(S1: Any, S2: Any) -> float:
+    """CKA of Sec. 3 / Cor. 1 on given N x N similarity matrices (the N x N definition).
+
+    CKA = <H S1 H, H S2 H>_F / (||H S1 H||_F ||H S2 H||_F),  H = I - (1/N) 1 1^T.
+    (H S H)_ij = S_ij - rowmean_i - colmean_j + grandmean; computed explicitly in float64 row blocks
+    (two passes, no cancellation-prone expansion). S1, S2 need not be symmetric nor in [-1, 1] (the
+    Sigma-space simulation evolves ordered pairs freely, Eq. 1).
+
+    Shape: S1 (N, N), S2 (N, N); numpy or torch. N >= 2.
+    Raises ValueError if ||H S H||_F <= 1024 eps ||S||_F (zero within rounding, e.g. all rows equal).
+    """
+    fn = "cka_gram"
+    S1, S2, n = _gram_pair(fn, S1, S2, 2)
+    blk = max(1, _GRAM_BLOCK_ELEMS // n)
+    stats = []
+    for name, S in (("S1", S1), ("S2", S2)):
+        row = [] 
+        col = 0.0
+        for r0 in range(0, n, blk):
+            b = _block_f64(S, r0, min(n, r0 + blk))
+            _check_finite_block(fn, name, b, r0)
+            row.append(b.mean(1))
+            col = col + b.sum(0)
+        if _is_torch(S):
+            row = _torch().cat(row)
+        else:
+            row = np.concatenate(row)
+        col = col / n
+        stats.append((row, col, float(row.mean())))
+    (r1m, c1m, g1), (r2m, c2m, g2) = stats
+    k12 = k11 = k22 = s11 = s22 = 0.0
+    for r0 in range(0, n, blk):
+        r1 = min(n, r0 + blk)
+        b1 = _block_f64(S1, r0, r1)
+        b2 = _block_f64(S2, r0, r1)
+        s11 += _fsum(b1 * b1)
+        s22 += _fsum(b2 * b2)
+        b1 = b1 - r1m[r0:r1, None] - c1m[None, :] + g1
+        b2 = b2 - r2m[r0:r1, None] - c2m[None, :] + g2
+        k12 += _fsum(b1 * b2)
+        k11 += _fsum(b1 * b1)
+        k22 += _fsum(b2 * b2)
+    eps = float(np.finfo(np.float64).eps)
+    for name, k, s in (("S1", k11, s11), ("S2", k22, s22)):
+        if math.sqrt(k) <= _TOL_EPS * eps * math.sqrt(s):
+            raise ValueError(
+                f"{fn}: centred similarity matrix H {name} H has zero norm "
+                f"(all N={n} rows/columns identical?)"
+            )
+    return k12 / (math.sqrt(k11) * math.sqrt(k22))
+
+
+def _tri_mask(like: Any, r0: int, r1: int, n: int, triangle: str) -> Any:
+    if _is_torch(like):
+        t = _torch()
+        i = t.arange(r0, r1, device=like.device)[:, None]
+        j = t.arange(n, device=like.device)[None, :]
+    else:
+        i = np.arange(r0, r1)[:, None]
+        j = np.arange(n)[None, :]
+    if triangle == "upper":
+        return j > i
+    if triangle == "lower":
+        return j < i
+    return j != i
+
+
+def rsa_gram(S1: Any, S2: Any, triangle: str = "upper") -> float:
+    """RSA of Sec. 3 / Cor. 2 on given N x N similarity matrices (the N x N definition).
+
+    RSA = Pearson( vec_Delta(1 - S1), vec_Delta(1 - S2) ) over the M = N(N-1)/2 entries i < j
+    (``triangle="upper"``, the paper's definition). Pearson(1 - a, 1 - b) = Pearson(a, b), so the entries of
+    S are used directly. Two-pass (means, then centred products) in float64 row blocks.
+
+    Non-symmetric S (ordered-pair Sigma of the simulation): with ``"upper"`` only S_ij, i < j enters and
+    the lower triangle is IGNORED; ``"lower"`` uses i > j; ``"both"`` uses all N(N-1) off-diagonal entries
+    (for a symmetric S all three give the same value). The diagonal never enters.
+
+    Shape: S1 (N, N), S2 (N, N); numpy or torch. N >= 3.
+    Raises ValueError if the selected entries of S1 or S2 are constant: std <= 1024 eps * max(RMS of the
+    entries s, RMS of the RDM entries 1 - s), i.e. constant within the rounding of S or of 1 - S.
+    """
+    fn = "rsa_gram"
+    if triangle not in RSA_TRIANGLES:
+        raise ValueError(f"{fn}: triangle must be one of {', '.join(RSA_TRIANGLES)}, got triangle={triangle!r}")
+    S1, S2, n = _gram_pair(fn, S1, S2, 3)
+    blk = max(1, _GRAM_BLOCK_ELEMS // n)
+    m = 0
+    sa = sb = 0.0
+    for r0 in range(0, n, blk):
+        r1 = min(n, r0 + blk)
+        mask = _tri_mask(S1, r0, r1, n, triangle)
+        a = _block_f64(S1, r0, r1)[mask]
+        b = _block_f64(S2, r0, r1)[mask]
+        _check_finite_block(fn, "S1", a, r0)
+        _check_finite_block(fn, "S2", b, r0)
+        m += int(a.shape[0])
+        sa += _fsum(a)
+        sb += _fsum(b)
+    ma, mb = sa / m, sb / m
+    cab = caa = cbb = rdm_a = rdm_b = 0.0
+    for r0 in range(0, n, blk):
+        r1 = min(n, r0 + blk)
+        mask = _tri_mask(S1, r0, r1, n, triangle)
+        a = _block_f64(S1, r0, r1)[mask] - ma
+        b = _block_f64(S2, r0, r1)[mask] - mb
+        cab += _fsum(a * b)
+        caa += _fsum(a * a)
+        cbb += _fsum(b * b)
+    eps = float(np.finfo(np.float64).eps)
+    # Rounding scale: the larger RMS of the entries s and of the RDM entries 1 - s
+    # (mean s^2 = var + mean^2, mean (1-s)^2 = var + (1 - mean)^2).
+    for name, var_sum, mean in (("S1", caa, ma), ("S2", cbb, mb)):
+        var = var_sum / m
+        scale = math.sqrt(var + max(mean * mean, (1.0 - mean) ** 2))
+        if math.sqrt(var) <= _TOL_EPS * eps * scale:
+            raise ValueError(
+                f"{fn}: {triangle}-triangle RDM entries of {name} are constant (zero variance over "
+                f"M={m} entries), Pearson correlation undefined"
+            )
+    return cab / (math.sqrt(caa) * math.sqrt(cbb))
+
+
+# ------------------------------------------------------------------------------------------------ NCCC
+def _labels_np(fn: str, name: str, y: object, n: int) -> np.ndarray:
+    a = y.detach().cpu().numpy() if _is_torch(y) else np.asarray(y)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{fn}: {name} must have shape ({n},), got shape {a.shape}")
+    if a.dtype.kind not in "iub":
+        raise ValueError(f"{fn}: {name} must be integer class labels, got dtype={a.dtype}")
+    return a.astype(np.int64)
+
+
+def nccc_accuracy(
+    train_feats: Any,
+    train_labels: Any,
+    test_feats: Any,
+    test_labels: Any,
+    normalize: bool = True,
+    *,
+    chunk_size: int = 8192,
+) -> float:
+    """Nearest class-centre classifier (NCCC) accuracy (Galanti et al., 2022; paper Sec. 5, Tab. 1).
+
+    Class centres mu_c = mean of the training features of class c; a test point is assigned the class
+    argmin_c ||f(x) - mu_c||_2 = argmax_c (f(x) . mu_c - ||mu_c||^2 / 2) (ties: smallest label).
+    normalize=True l2-normalises every feature row (train and test) BEFORE the centres are formed; the
+    centres themselves are not renormalised. Computed in float64 (torch inputs on their device).
+
+    Shape: train_feats (N, d), train_labels (N,) int, test_feats (M, d), test_labels (M,) int.
+    Returns the fraction of test points classified correctly, in [0, 1].
+    Raises ValueError for mismatched shapes, a zero row with normalize=True, or a test label that has no
+    training example (it could never be predicted).
+    """
+    fn = "nccc_accuracy"
+    Xtr, Xte = _as_2d(fn, "train_feats", train_feats), _as_2d(fn, "test_feats", test_feats)
+    if Xtr.shape[1] != Xte.shape[1]:
+        raise ValueError(
+            f"{fn}: train_feats and test_feats must have the same dimension, got {Xtr.shape[1]} and {Xte.shape[1]}"
+        )
+    if Xtr.shape[0] < 1 or Xte.shape[0] < 1:
+        raise ValueError(f"{fn}: needs >= 1 train and test row, got {Xtr.shape[0]} and {Xte.shape[0]}")
+    ytr = _labels_np(fn, "train_labels", train_labels, int(Xtr.shape[0]))
+    yte = _labels_np(fn, "test_labels", test_labels, int(Xte.shape[0]))
+    classes, inv = np.unique(ytr, return_inverse=True)
+    missing = np.setdiff1d(np.unique(yte), classes)
+    if missing.size:
+        raise ValueError(f"{fn}: test label {int(missing[0])} has no training example (classes {classes.tolist()[:10]}...)")
+    Xtr, Xte = _match_backend(fn, Xtr, Xte)
+    n_cls = classes.size
+    torch_in = _is_torch(Xtr)
+    t = _torch()
+
+    def prep(Z, name, s, e):
+        b = Z[s:e].to(t.float64) if torch_in else Z[s:e].astype(np.float64)
+        nrm2 = (b * b).sum(1)
+        bad = ~(t.isfinite(nrm2) if torch_in else np.isfinite(nrm2))
+        if normalize:
+            bad = bad | (nrm2 == 0)
+        if bool(bad.any()):
+            i = int(t.nonzero(bad)[0, 0]) if torch_in else int(np.flatnonzero(bad)[0])
+            raise _bad_row_error(fn, name, s + i, float(nrm2[i]), bool(normalize))
+        if normalize:
+            b = b / nrm2.sqrt()[:, None] if torch_in else b / np.sqrt(nrm2)[:, None]
+        return b
+
+    d = int(Xtr.shape[1])
+    if torch_in:
+        sums = t.zeros((n_cls, d), dtype=t.float64, device=Xtr.device)
+        inv_t = t.as_tensor(inv, device=Xtr.device)
+    else:
+        sums = np.zeros((n_cls, d), dtype=np.float64)
+    for s in range(0, int(Xtr.shape[0]), chunk_size):
+        e = min(int(Xtr.shape[0]), s + chunk_size)
+        b = prep(Xtr, "train_feats", s, e)
+        if torch_in:
+            sums.index_add_(0, inv_t[s:e], b)
+        else:
+            _add_by_class(sums, inv[s:e], b)
+    counts = np.bincount(inv, minlength=n_cls).astype(np.float64)
+    if torch_in:
+        mu = sums / t.as_tensor(counts, device=Xtr.device)[:, None]
+    else:
+        mu = sums / counts[:, None]
+    half_sq = 0.5 * (mu * mu).sum(1)
+    correct = 0
+    for s in range(0, int(Xte.shape[0]), chunk_size):
+        e = min(int(Xte.shape[0]), s + chunk_size)
+        b = prep(Xte, "test_feats", s, e)
+        score = b @ mu.T - half_sq[None, :]
+        pred = score.argmax(1)
+        pred = pred.cpu().numpy() if torch_in else pred
+        correct += int((classes[pred] == yte[s:e]).sum())
+    return correct / int(Xte.shape[0])
+
+
+def _add_by_class(sums: np.ndarray, idx: np.ndarray, b: np.ndarray) -> None:
+    """sums[c] += sum of the rows b[i] with idx[i] == c (sorted segments, np.add.reduceat)."""
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sidx[1:] != sidx[:-1]])
+    sums[sidx[starts]] += np.add.reduceat(b[order], starts, axis=0)
+
+
+# ------------------------------------------------------------------------------------- weight gap
+class WeightGap(NamedTuple):
+    """Relative weight gap of Sec. 5.1 / Fig. 6: per entry ||w_a - w_b||_F / (0.5 (||w_a||_F + ||w_b||_F))."""
+
+    per_layer: dict[str, float]
+    total: float  # sum over layers (the paper's formula)
+
+    @property
+    def mean(self) -> float:
+        """Average over layers (Fig. 6 speaks of the "average weight gap")."""
+        return self.total / len(self.per_layer)
+
+
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _np_weight(v: Any) -> Any:
+    if _is_torch(v):
+        return v.detach()
+    return np.asarray(v)
+
+
+def relative_weight_gap(
+    model_a_state: Mapping[str, Any],
+    model_b_state: Mapping[str, Any],
+    keys: Iterable[str] | None = None,
+) -> WeightGap:
+    """Relative weight gap between two models (Sec. 5.1):  sum_l ||w_a^l - w_b^l||_F / (0.5(||w_a^l||_F + ||w_b^l||_F)).
+
+    Operates on state_dict-style mappings name -> tensor/array; each entry is one "layer" l (weights and
+    biases are separate entries). keys=None uses every floating-point entry present in both, except
+    BatchNorm running statistics (names ending in running_mean / running_var / num_batches_tracked), which
+    are buffers, not weights. When both w_a^l and w_b^l are exactly zero the layers are identical and the
+    gap is 0 (not 0/0). Norms in float64.
+
+    Returns WeightGap(per_layer: dict name -> gap, total: sum of the gaps); ``.mean`` averages them.
+    Raises ValueError for different key sets, a missing key, mismatched shapes, non-finite weights or an
+    empty selection.
+    """
+    fn = "relative_weight_gap"
+    if not isinstance(model_a_state, Mapping) or not isinstance(model_b_state, Mapping):
+        raise ValueError(f"{fn}: states must be mappings name -> tensor, got {type(model_a_state).__name__}, "
+                         f"{type(model_b_state).__name__}")
+    if keys is None:
+        ka, kb = set(model_a_state), set(model_b_state)
+        if ka != kb:
+            diff = sorted(ka ^ kb)
+            raise ValueError(f"{fn}: the two states have different keys, e.g. {diff[0]!r} is in only one")
+
+        def is_float(v: Any) -> bool:
+            w = _np_weight(v)
+            return w.dtype.is_floating_point if _is_torch(w) else w.dtype.kind == "f"
+
+        sel = [k for k in model_a_state if not k.endswith(_BN_BUFFERS) and is_float(model_a_state[k])]
+    else:
+        if isinstance(keys, str):
+            raise ValueError(f"{fn}: keys must be an iterable of names, got the string {keys!r}")
+        sel = list(keys)
+        for k in sel:
+            if k not in model_a_state or k not in model_b_state:
+                raise ValueError(f"{fn}: key {k!r} missing from {'model_a_state' if k not in model_a_state else 'model_b_state'}")
+    if not sel:
+        raise ValueError(f"{fn}: no floating-point weights selected")
+    gaps: dict[str, float] = {}
+    for k in sel:
+        a, b = _np_weight(model_a_state[k]), _np_weight(model_b_state[k])
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"{fn}: {k!r} has shape {tuple(a.shape)} in model a and {tuple(b.shape)} in model b")
+        if _is_torch(a) or _is_torch(b):
+            t = _torch()
+            a = t.as_tensor(a).to(t.float64)
+            b = t.as_tensor(b).to(device=a.device, dtype=t.float64)
+            na, nb, nd = float(t.linalg.vector_norm(a)), float(t.linalg.vector_norm(b)), float(t.linalg.vector_norm(a - b))
+        else:
+            a, b = a.astype(np.float64), b.astype(np.float64)
+            na, nb, nd = float(np.linalg.norm(a.ravel())), float(np.linalg.norm(b.ravel())), float(np.linalg.norm((a - b).ravel()))
+        if not (math.isfinite(na) and math.isfinite(nb) and math.isfinite(nd)):
+            raise ValueError(f"{fn}: {k!r} has non-finite weights")
+        gaps[k] = 0.0 if na + nb == 0.0 else nd / (0.5 * (na + nb))
+    return WeightGap(gaps, float(sum(gaps.values())))
