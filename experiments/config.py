@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,7 +55,10 @@ class RunConfig:
     bf16, init_seed, order_seed, aug_seed. ``eval_every``: steps between evaluations (0 = once per epoch).
     Theory: ``delta`` (confidence of Cor. 3), ``pairs`` (extra "A-B" pairs to measure), ``theory`` (estimate
     G, beta and check Lem. 7 / Thm. 2 at every evaluation), ``g_pairs`` (sampled pairs for G), ``beta_dirs``
-    (finite-difference directions for beta), ``fd_rel`` (finite-difference step relative to ||w||).
+    (random finite-difference directions for beta, besides w^NSCL - w^CL and the last step), ``fd_rel``
+    (finite-difference step relative to ||w||), ``theory_evals``: number of evaluations (evenly spaced, first and
+    last included; 0 = all) at which the costly measurements run (G, beta, Lem. 7, Thm. 2, loss gap, linear
+    probe, L_Sigma, M_Sigma); CKA / RSA / bounds / NCCC / weight gaps / surrogate drift run at every evaluation.
     ``surrogate``: run the Sigma-space surrogate alongside (App. C); ``surrogate_constants``: estimate
     L_Sigma (power iteration) and M_Sigma (JVP remainder) for Eqs. 8-9.
     Probe: ``lp_iters`` LBFGS iterations, ``lp_l2`` ridge penalty of the linear probe.
@@ -101,8 +104,9 @@ class RunConfig:
     # theory
     delta: float = 0.01
     theory: bool = True
+    theory_evals: int = 5
     g_pairs: int = 16
-    beta_dirs: int = 2
+    beta_dirs: int = 1
     fd_rel: float = 1e-3
     theory_seed: int = 0
     surrogate: bool = False
@@ -164,7 +168,7 @@ class RunConfig:
         if self.ref_batch > self.ref_train:
             raise ValueError(f"ref_batch must be <= ref_train={self.ref_train}, got ref_batch={self.ref_batch}")
         for name in ("class_seed", "data_seed", "ref_seed", "init_seed", "order_seed", "aug_seed", "theory_seed",
-                     "eval_every", "beta_dirs"):
+                     "eval_every", "beta_dirs", "theory_evals"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {name}={getattr(self, name)!r}")
         for name in ("width", "lr", "fd_rel"):
@@ -222,7 +226,7 @@ _KINDS: dict[str, str] = {
     "anchors": "str", "epochs": "int", "optimizer": "str", "lr": "float", "momentum": "float",
     "weight_decay": "float", "warmup_epochs": "float", "grad_clip": "float", "aug_strength": "float",
     "eval_every": "int", "device": "str", "bf16": "bool", "init_seed": "int", "order_seed": "int",
-    "aug_seed": "int", "delta": "float", "theory": "bool", "g_pairs": "int", "beta_dirs": "int",
+    "aug_seed": "int", "delta": "float", "theory": "bool", "theory_evals": "int", "g_pairs": "int", "beta_dirs": "int",
     "fd_rel": "float", "theory_seed": "int", "surrogate": "bool", "surrogate_constants": "bool",
     "lp_iters": "int", "lp_l2": "float", "out": "str", "quiet": "bool",
 }
@@ -378,6 +382,9 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g = p.add_argument_group("theory")
     g.add_argument("--delta", type=float, help=f"confidence delta of Cor. 3 ({d.delta})")
     _bool_flag(g, "theory", "estimate G, beta; check Lem. 7 and Thm. 2 (default on)")
+    g.add_argument("--theory-evals", dest="theory_evals", type=int,
+                   help=f"evaluations (evenly spaced, first and last included) with the costly checks: G, beta, "
+                        f"Lem. 7, Thm. 2, linear probe, L_Sigma, M_Sigma ({d.theory_evals}; 0 = all)")
     g.add_argument("--g-pairs", dest="g_pairs", type=int)
     g.add_argument("--beta-dirs", dest="beta_dirs", type=int)
     g.add_argument("--fd-rel", dest="fd_rel", type=float)

@@ -219,19 +219,42 @@ def _class_template(rng: np.random.Generator, size: int, channels: int, basis: n
     return np.clip(tmpl, 0.0, 1.0).astype(np.float32)
 
 
+def _paint_distractors(x: Tensor, count: int, gen: torch.Generator) -> Tensor:
+    """Paint ``count`` random disks / squares of random colour on every image (sample-specific clutter).
+
+    Shape: x (n, C, S, S) float -> same.
+    """
+    n, c, s, _ = x.shape
+    centre = torch.arange(s, dtype=torch.float32) + 0.5
+    yy, xx = centre[None, :, None], centre[None, None, :]
+    for _ in range(count):
+        cy = torch.rand((n, 1, 1), generator=gen) * s
+        cx = torch.rand((n, 1, 1), generator=gen) * s
+        r = (0.06 + 0.12 * torch.rand((n, 1, 1), generator=gen)) * s
+        square = torch.rand((n, 1, 1), generator=gen) < 0.5
+        colour = torch.rand((n, c, 1, 1), generator=gen)
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        box = ((yy - cy).abs() <= r) & ((xx - cx).abs() <= r)
+        mask = torch.where(square, box, disk)
+        x = torch.where(mask[:, None], colour, x)
+    return x
+
+
 def synthetic_images(num_classes: int = 10, n_per_class: int = 100, size: int = 32, channels: int = 3,
-                     seed: int = 0, split: str = "train", noise: float = 0.06,
-                     max_shift: int | None = None) -> ImageDataset:
+                     seed: int = 0, split: str = "train", noise: float = 0.08,
+                     max_shift: int | None = None, distractors: int = 2, colour_var: float = 0.25) -> ImageDataset:
     """Class-conditional synthetic images, generated in-process and deterministic in ``seed``.
 
-    Class k has a template drawn from ``numpy.random.default_rng([seed, k])``: a smooth random colour
+    Class k has a template drawn from ``numpy.random.default_rng([seed, k, 0])``: a smooth random colour
     field (plane waves with integer wave vectors 1 <= |k|_inf <= 3 and a 1/|k| spectrum, around a random
     mean colour) with 2-3 class-specific shapes (disk, square, ring, bar) painted on it. A sample is the
     template (periodically extended) circularly shifted by up to ``max_shift`` pixels (default size // 8),
-    times a gain U[0.8, 1.2], plus an offset U[-0.1, 0.1] and N(0, noise^2) pixel noise, clipped to [0, 1]
-    and quantised to uint8. The ``test`` split shares the templates and draws fresh samples, so a model
-    trained on ``train`` can be evaluated on ``test``. Class k is the same for every ``num_classes``
-    (the first 10 classes of a 1000-class set equal the 10-class set).
+    with ``distractors`` sample-specific random disks / squares painted on, times a gain U[0.8, 1.2] and a
+    per-channel colour gain U[1 - colour_var, 1 + colour_var] (so mean colour is a weak class cue), plus an
+    offset U[-0.1, 0.1] and N(0, noise^2) pixel noise, clipped to [0, 1] and quantised to uint8.
+    The ``test`` split shares the templates and draws fresh samples, so a model trained on ``train`` can be
+    evaluated on ``test``. Class k is the same for every ``num_classes`` (the first 10 classes of a
+    1000-class set equal the 10-class set).
 
     Memory: only the uint8 output (N C size^2 bytes; 1000 classes x 100 x 3 x 32 x 32 = 307 MB) plus one
     class of float32 work space is held at a time.
@@ -244,9 +267,11 @@ def synthetic_images(num_classes: int = 10, n_per_class: int = 100, size: int = 
     channels = _check_int("channels", channels, 1)
     seed = _check_int("seed", seed, 0)
     split = _check_split(split)
-    if not (isinstance(noise, (int, float)) and noise >= 0):
-        raise ValueError(f"noise must be a number >= 0, got noise={noise!r}")
+    for name, v in (("noise", noise), ("colour_var", colour_var)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= 1):
+            raise ValueError(f"{name} must be a number in [0, 1], got {name}={v!r}")
     max_shift = size // 8 if max_shift is None else _check_int("max_shift", max_shift, 0)
+    distractors = _check_int("distractors", distractors, 0)
 
     basis = _fourier_basis(size)
     images = torch.empty((num_classes * n_per_class, channels, size, size), dtype=torch.uint8)
@@ -260,10 +285,11 @@ def synthetic_images(num_classes: int = 10, n_per_class: int = 100, size: int = 
         dx = torch.randint(-max_shift, max_shift + 1, (n_per_class, 1, 1), generator=gen)
         flat = ((ar[None, :, None] - dy) % size) * size + (ar[None, None, :] - dx) % size  # (n, S, S) circular shift
         x = tmpl.reshape(channels, -1)[:, flat.reshape(-1)].reshape(channels, n_per_class, size, size)
-        x = x.transpose(0, 1)
+        x = _paint_distractors(x.transpose(0, 1), distractors, gen)
         gain = torch.empty((n_per_class, 1, 1, 1)).uniform_(0.8, 1.2, generator=gen)
+        cgain = torch.empty((n_per_class, channels, 1, 1)).uniform_(1 - colour_var, 1 + colour_var, generator=gen)
         offset = torch.empty((n_per_class, 1, 1, 1)).uniform_(-0.1, 0.1, generator=gen)
-        x = x * gain + offset + noise * torch.randn(x.shape, generator=gen)
+        x = x * (gain * cgain) + offset + noise * torch.randn(x.shape, generator=gen)
         images[k * n_per_class:(k + 1) * n_per_class] = x.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     labels = torch.arange(num_classes, dtype=torch.long).repeat_interleave(n_per_class)
     return ImageDataset(images, labels, num_classes, f"synthetic{num_classes}-{split}",

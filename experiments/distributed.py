@@ -21,6 +21,7 @@ Launch: ``torchrun --nproc_per_node=G -m experiments.train ...`` (the CLI calls 
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from dataclasses import dataclass
@@ -188,10 +189,13 @@ def wrap_model(model: nn.Module, ctx: DistContext | None, device: torch.device, 
                 "for CPU DDP, or sync_bn=False (per-rank BatchNorm statistics, not equal to one process)"
             )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # buffers (BN running statistics) are computed identically on every rank (SyncBatchNorm), so no per-forward
+    # broadcast; newer torch spells this forward_sync_buffers (syncing at construction is harmless: equal init)
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    kw = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     if device.type == "cuda":
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index], output_device=device.index,
-                                                   broadcast_buffers=False)
-    return nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index], output_device=device.index, **kw)
+    return nn.parallel.DistributedDataParallel(model, **kw)
 
 
 def find_free_port() -> int:

@@ -376,8 +376,8 @@ def batch_grad(model: nn.Module, views: Tensor, labels: Tensor, kind: str, tau: 
 def pair_grad_norms(model: nn.Module, x_u: Tensor, x_v: Tensor) -> Tensor:
     """||grad_w sim(f_w(u_k), f_w(v_k))||_2 for each pair k (Assumption 2), sim = cosine of the projections.
 
-    One forward / backward per pair on a 2-image batch (eval mode: per-sample). Shape: x_u, x_v (P, C, H, W)
-    -> (P,) float64.
+    One forward / backward per pair on a 2-image batch (in eval mode f_w is per-sample, so the pair's batch
+    does not change the function). Shape: x_u, x_v (P, C, H, W) -> (P,) float64.
     """
     params = _params(model)
     out = []

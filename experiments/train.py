@@ -865,6 +865,8 @@ class LockstepTrainer:
                              f"{fp['name']!r} (N={fp['n']}, sha256 {fp['sha256'][:12]}...)")
         trainer = cls(cfg, train_set, dist=dist, quiet=quiet)
         trainer.load_state_dict(state, strict_config=False)
+        prev = state.get("manifest", {}).get("resumed_from") or []
+        trainer.manifest["resumed_from"] = list(prev) + [{"path": str(path), "step": trainer.step}]
         if restore_rng:
             torch.set_rng_state(state["cpu_rng"])
             if trainer.on_cuda and state.get("cuda_rng") is not None:
@@ -917,6 +919,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--classes", type=int, default=None, help="C'-way training on a random class subset")
     p.add_argument("--class-seed", type=int, default=0)
     p.add_argument("--losses", nargs="+", default=list(d["losses"].default))
+    p.add_argument("--aug-preset", default=None, help="SimCLRAugment.for_dataset name (App. A settings)")
     for name in ("arch", "optimizer", "device", "anchors"):
         p.add_argument(f"--{name.replace('_', '-')}", default=d[name].default)
     for name in ("width", "tau", "lr", "momentum", "weight_decay", "warmup_epochs", "grad_clip", "aug_strength"):
@@ -958,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if trainer.is_main:
             last = trainer.history[-1]["loss"] if trainer.history else {}
             print(json.dumps({"step": trainer.step, "final_loss": last, "out": args.out}))
-    except (ValueError, TrainingDiverged) as e:
+    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
         print(f"python -m experiments.train: error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -213,11 +213,24 @@ class SigmaProblem:
         pos, den = self.masks[kind]
         return masked_contrastive_loss(self.sim(x), pos, den, tau).loss.sum() / self.B
 
-    def step(self, kind: str, x: torch.Tensor, tau: float, create_graph: bool = True) -> torch.Tensor:
-        """Step direction per variable: dL/dx ("sum" / ordered) or dL/dx / mult ("mean"). Shape: (d,)."""
-        if not x.requires_grad:
-            x = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.loss(kind, x, tau), x, create_graph=create_graph)
+    def step(self, kind: str, x: torch.Tensor, tau: float) -> torch.Tensor:
+        """Step direction per variable (Eq. 1): G = dL/dx ("sum" / ordered) or dL/dx / mult ("mean"). Shape: (d,).
+
+        Analytic (Lemmas 2-3): row a of dL/dsim is (p_a - 1_{P_a}/|P_a|)/(tau B) (zero for invalid anchors),
+        summed onto the variables; differentiable in x through p. ``step_autograd`` is the reference.
+        """
+        pos, den = self.masks[kind]
+        res = masked_contrastive_loss(self.sim(x), pos, den, tau)
+        posf = (pos & res.valid[:, None]).to(x.dtype)
+        rows = (res.p - posf / posf.sum(dim=1, keepdim=True).clamp(min=1.0)) / (tau * self.B)
+        keep = self.coord_index >= 0
+        g = torch.zeros(self.d, dtype=x.dtype).index_add(0, self.coord_index[keep], rows[keep])
+        return g / self.mult if self.sym_grad == "mean" else g
+
+    def step_autograd(self, kind: str, x: torch.Tensor, tau: float) -> torch.Tensor:
+        """Reference for ``step``: autograd of ``loss`` (no graph kept). Shape: (d,)."""
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.loss(kind, x, tau), x)
         return g / self.mult if self.sym_grad == "mean" else g
 
     def mat_norm(self, v: torch.Tensor) -> torch.Tensor:
@@ -343,13 +356,14 @@ def event_eps(batch: BatchSpec, C: int) -> float:
 
 @dataclass(frozen=True)
 class Objective:
-    """One ratio LHS/RHS to maximise. ``pair``: variables (x, x'); else x only. ``anchor``: per-anchor claim."""
+    """One ratio LHS/RHS to maximise. ``pair``: variables (x, x'); else x only. ``per_anchor``: fn returns
+    (A,) ratios, the objective is their max."""
 
     claim: str
     variant: str
     kind: str
     pair: bool
-    anchor: int | None
+    per_anchor: bool
     fn: Callable  # (problem, x, xp, tau, Delta) -> (ratio, lhs, rhs) tensors
 
 
@@ -366,16 +380,18 @@ def _l2_hess(prob, x, xp, tau, Delta, kind):
     return lhs / rhs, lhs, rhs
 
 
-def _anchor_grad(prob, x, tau, kind, a):
+def _anchor_grads(prob, x, tau, kind):
+    """Per-anchor gradients wrt the logit rows, (p_a - 1_{P_a}/|P_a|)/tau, and the valid mask. Shape: (A, K)."""
     pos, den = prob.masks[kind]
     res = masked_contrastive_loss(prob.sim(x), pos, den, tau)
-    posf = pos[a].to(DTYPE)
-    return (res.p[a] - posf / posf.sum()) / tau
+    posf = (pos & res.valid[:, None]).to(DTYPE)
+    return (res.p - posf / posf.sum(dim=1, keepdim=True).clamp(min=1.0)) / tau, res.valid
 
 
-def _l3_anchor(prob, x, xp, tau, Delta, kind, a):
-    lhs = torch.linalg.vector_norm(_anchor_grad(prob, x, tau, kind, a))
-    rhs = torch.tensor(math.sqrt(2.0) / tau, dtype=DTYPE)
+def _l3_anchor(prob, x, xp, tau, Delta, kind):
+    g, valid = _anchor_grads(prob, x, tau, kind)
+    lhs = torch.where(valid, torch.linalg.vector_norm(g, dim=1), torch.zeros((), dtype=DTYPE))
+    rhs = torch.full_like(lhs, math.sqrt(2.0) / tau)
     return lhs / rhs, lhs, rhs
 
 
@@ -385,26 +401,28 @@ def _l3_batch(prob, x, xp, tau, Delta, kind):
     return lhs / rhs, lhs, rhs
 
 
-def _pq(prob, x, tau, a):
+def _both_valid(prob) -> torch.Tensor:
+    v = [prob.masks[k][0].any(1) & prob.masks[k][1].any(1) for k in ("CL", "NSCL")]
+    return v[0] & v[1]
+
+
+def _l6_norm(prob, x, xp, tau, Delta, ord):
     s = prob.sim(x)
-    p = masked_contrastive_loss(s, *prob.masks["CL"], tau).p[a]
-    q = masked_contrastive_loss(s, *prob.masks["NSCL"], tau).p[a]
-    return p, q
-
-
-def _l6_norm(prob, x, xp, tau, Delta, a, ord):
-    p, q = _pq(prob, x, tau, a)
-    lhs = torch.linalg.vector_norm(p - q, ord=ord)
-    rhs = torch.tensor(Delta, dtype=DTYPE)
+    p = masked_contrastive_loss(s, *prob.masks["CL"], tau).p
+    q = masked_contrastive_loss(s, *prob.masks["NSCL"], tau).p
+    lhs = torch.where(_both_valid(prob), torch.linalg.vector_norm(p - q, ord=ord, dim=1), torch.zeros((), dtype=DTYPE))
+    rhs = torch.full_like(lhs, Delta)
     return lhs / rhs, lhs, rhs
 
 
-def _l6_mass(prob, x, xp, tau, Delta, a):
+def _l6_mass(prob, x, xp, tau, Delta):
     _, den = prob.masks["CL"]
     ms = softmax_mass_split(prob.sim(x), den, prob.same_class, tau)
-    lhs = 2 * ms.alpha[a]
-    rhs = 2 * torch.exp(ms.log_z_pos[a] - ms.log_z_neg[a])
-    return lhs / rhs, lhs, rhs
+    lhs = 2 * ms.alpha
+    rhs = 2 * torch.exp(ms.log_z_pos - ms.log_z_neg)
+    ok = _both_valid(prob) & (ms.n_pos > 0)
+    ratio = torch.where(ok, lhs / torch.where(ok, rhs, torch.ones((), dtype=DTYPE)), torch.zeros((), dtype=DTYPE))
+    return ratio, lhs, rhs
 
 
 def _l8(prob, x, xp, tau, Delta):
@@ -421,45 +439,49 @@ def _l8_a(prob, x, xp, tau, Delta):
 
 
 def claim_objectives(claim: str, prob: SigmaProblem) -> list[Objective]:
-    """The ratio objectives of ``claim`` for this problem (per-anchor ones: one per valid anchor)."""
+    """The ratio objectives of ``claim``. Per-anchor objectives (``per_anchor``) return one ratio per anchor
+    (0 for anchors the claim does not apply to) and are maximised as max over anchors."""
     out: list[Objective] = []
-    valid = {k: (prob.masks[k][0].any(1) & prob.masks[k][1].any(1)).tolist() for k in ("CL", "NSCL")}
-    both = [a for a in range(prob.B) if valid["CL"][a] and valid["NSCL"][a]]
 
     def bind(f, **kw):
         return lambda p, x, xp, tau, D: f(p, x, xp, tau, D, **kw)
 
     if claim == "L2":
         for kind in ("CL", "NSCL"):
-            out.append(Objective("L2", "pair", kind, True, None, bind(_l2_pair, kind=kind)))
-            out.append(Objective("L2", "hessian", kind, False, None, bind(_l2_hess, kind=kind)))
+            out.append(Objective("L2", "hessian", kind, False, False, bind(_l2_hess, kind=kind)))
+            out.append(Objective("L2", "pair", kind, True, False, bind(_l2_pair, kind=kind)))
     elif claim == "L3":
         for kind in ("CL", "NSCL"):
-            for a in range(prob.B):
-                if valid[kind][a]:
-                    out.append(Objective("L3", "anchor", kind, False, a, bind(_l3_anchor, kind=kind, a=a)))
-            out.append(Objective("L3", "batch", kind, False, None, bind(_l3_batch, kind=kind)))
+            out.append(Objective("L3", "anchor", kind, False, True, bind(_l3_anchor, kind=kind)))
+            out.append(Objective("L3", "batch", kind, False, False, bind(_l3_batch, kind=kind)))
     elif claim == "L6":
-        for a in both:
-            out.append(Objective("L6", "l1", "CL-NSCL", False, a, bind(_l6_norm, a=a, ord=1)))
-            out.append(Objective("L6", "l2", "CL-NSCL", False, a, bind(_l6_norm, a=a, ord=2)))
-            out.append(Objective("L6", "mass", "CL-NSCL", False, a, bind(_l6_mass, a=a)))
+        out.append(Objective("L6", "l1", "CL-NSCL", False, True, bind(_l6_norm, ord=1)))
+        out.append(Objective("L6", "l2", "CL-NSCL", False, True, bind(_l6_norm, ord=2)))
+        out.append(Objective("L6", "mass", "CL-NSCL", False, True, _l6_mass))
     elif claim == "L8":
-        out.append(Objective("L8", "full", "CL-NSCL", True, None, _l8))
-        out.append(Objective("L8", "A", "CL-NSCL", False, None, _l8_a))
+        out.append(Objective("L8", "full", "CL-NSCL", True, False, _l8))
+        out.append(Objective("L8", "A", "CL-NSCL", False, False, _l8_a))
     else:
         raise ValueError(f"claim must be one of {', '.join(CLAIMS)}, got claim={claim!r}")
     return out
 
 
+def _scalar(obj: "Objective", r: torch.Tensor) -> torch.Tensor:
+    return r.max() if obj.per_anchor else r
+
+
 def evaluate_objective(
     obj: Objective, prob: SigmaProblem, x: np.ndarray, xp: np.ndarray | None, tau: float, Delta: float | None
-) -> tuple[float, float, float]:
-    """(ratio, lhs, rhs) of ``obj`` at the point(s) x (and x'); float64."""
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).requires_grad_(True)
-    xpt = None if xp is None else torch.as_tensor(np.asarray(xp, dtype=np.float64)).requires_grad_(True)
-    r, lhs, rhs = obj.fn(prob, xt, xpt, tau, Delta)
-    return float(r), float(lhs), float(rhs)
+) -> tuple[float, float, float, int | None]:
+    """(ratio, lhs, rhs, anchor) of ``obj`` at x (and x'); per-anchor objectives: at the worst anchor."""
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    xpt = None if xp is None else torch.as_tensor(np.asarray(xp, dtype=np.float64))
+    with torch.no_grad():
+        r, lhs, rhs = obj.fn(prob, xt, xpt, tau, Delta)
+    if obj.per_anchor:
+        a = int(torch.argmax(r))
+        return float(r[a]), float(lhs[a]), float(rhs[a]), a
+    return float(r), float(lhs), float(rhs), None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -491,7 +513,7 @@ def maximize_box(
         g = g.detach().numpy()
         if not np.all(np.isfinite(g)):
             g = np.zeros_like(z)
-        return -float(v), -g
+        return -float(v.detach()), -g
 
     x0s = [np.clip(np.asarray(s, dtype=np.float64), -1, 1) for s in starts]
     for r in range(restarts):
@@ -504,8 +526,8 @@ def maximize_box(
         res = minimize(f_and_g, z0, jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * dim,
                        options={"maxiter": maxiter})  # fmt: skip
         z = np.clip(res.x, -1.0, 1.0)
-        with torch.enable_grad():
-            v = float(fun(torch.as_tensor(z, dtype=DTYPE).requires_grad_(True)))
+        with torch.no_grad():
+            v = float(fun(torch.as_tensor(z, dtype=DTYPE)))
         if math.isfinite(v) and v > best_v:
             best_v, best_z = v, z
     return best_v, best_z
@@ -523,6 +545,7 @@ class ClaimResult:
     sigma: str
     sym_grad: str
     ids: str
+    diag: str
     B: int
     C: int
     tau: float
@@ -553,22 +576,37 @@ def search_claim(
     Delta: float | None,
     rng: np.random.Generator,
     restarts: int = 4,
+    starts: Sequence[np.ndarray] = (),
+    maxiter: int = 200,
 ) -> tuple[float, np.ndarray, np.ndarray | None]:
-    """Maximise ``obj`` over the box; returns (ratio, x, x' or None)."""
+    """Maximise ``obj`` over the box; returns (ratio, x, x' or None). ``starts``: extra starting points
+    (concatenated (x, x') for pair objectives)."""
     d = prob.d
     if obj.pair:
         def fun(z):
             x, xp = z[:d], z[d:]
-            return obj.fn(prob, x, xp, tau, Delta)[0]
+            return _scalar(obj, obj.fn(prob, x, xp, tau, Delta)[0])
 
-        starts = []
+        starts = list(starts)
         for _ in range(max(1, restarts // 2)):
             x0 = rng.uniform(-1, 1, size=d)
             starts.append(np.concatenate([x0, np.clip(x0 + 0.05 * rng.standard_normal(d), -1, 1)]))
-        v, z = maximize_box(fun, 2 * d, rng, restarts=restarts, starts=starts)
+        v, z = maximize_box(fun, 2 * d, rng, restarts=restarts, starts=starts, maxiter=maxiter)
         return v, z[:d], z[d:]
-    v, z = maximize_box(lambda x: obj.fn(prob, x, None, tau, Delta)[0], d, rng, restarts=restarts)
+    fun1 = lambda x: _scalar(obj, obj.fn(prob, x, None, tau, Delta)[0])  # noqa: E731
+    v, z = maximize_box(fun1, d, rng, restarts=restarts, starts=starts, maxiter=maxiter)
     return v, z, None
+
+
+def hessian_pair_start(prob: SigmaProblem, kind: str, x: np.ndarray, tau: float, h: float = 1e-3) -> np.ndarray:
+    """(x, x + h v) with v the top right-singular direction of the step operator at x (Lemma 2's local
+    worst case), clipped to the box; a starting point for the pair form of L2. Shape: (2 d,)."""
+    with torch.no_grad():
+        M = prob.step_operator(kind, torch.as_tensor(x, dtype=DTYPE), tau)
+        _, _, Vh = torch.linalg.svd(M)
+        v = (Vh[0] / torch.sqrt(prob.mult)).numpy()
+    xp = np.clip(x + h * v / max(np.abs(v).max(), 1e-300), -1.0, 1.0)
+    return np.concatenate([x, xp])
 
 
 def _resolve_eps(batch: BatchSpec, C: int, eps, delta, steps) -> tuple[float | None, str]:
@@ -634,17 +672,28 @@ def run_adversarial(
         for claim in claims:
             if claim in ("L6", "L8") and Delta is None:
                 results.append(ClaimResult(
-                    f"r{n}", claim, "skipped", "-", comp, sigma, sym_grad, ids, B, C, tau, e, None, None,
+                    f"r{n}", claim, "skipped", "-", comp, sigma, sym_grad, ids, diag, B, C, tau, e, None, None,
                     math.nan, math.nan, math.nan, True, asdict(batch), prob.d, note,
                 ))  # fmt: skip
                 n += 1
                 continue
+            hess_x: dict[str, np.ndarray] = {}
             for obj in claim_objectives(claim, prob):
-                v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
-                r, lhs, rhs = evaluate_objective(obj, prob, x, xp, tau, Delta)
+                if obj.per_anchor and sigma != sigmas[0]:
+                    continue  # per-anchor quantities do not depend on the Sigma parameterisation
+                if obj.claim == "L2" and obj.pair:
+                    # sup of the pair ratio = sup of the local operator norm (mean value theorem): polish
+                    # from the Hessian maximiser plus one random start
+                    st = [hessian_pair_start(prob, obj.kind, hess_x[obj.kind], tau)] if obj.kind in hess_x else []
+                    v, x, xp = search_claim(obj, prob, tau, Delta, rng, 1, starts=st, maxiter=60)
+                else:
+                    v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
+                if obj.claim == "L2" and not obj.pair:
+                    hess_x[obj.kind] = x
+                r, lhs, rhs, anchor = evaluate_objective(obj, prob, x, xp, tau, Delta)
                 results.append(ClaimResult(
-                    f"r{n}", claim, obj.variant, obj.kind, comp, sigma, sym_grad, ids, B, C, tau, e, Delta,
-                    obj.anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d, "", x, xp,
+                    f"r{n}", claim, obj.variant, obj.kind, comp, sigma, sym_grad, ids, diag, B, C, tau, e, Delta,
+                    anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d, "", x, xp,
                 ))  # fmt: skip
                 n += 1
     if out_dir is not None:
@@ -685,12 +734,12 @@ def save_results(results: Sequence[ClaimResult], out_dir: Path, config: dict) ->
     (out_dir / "adversarial.json").write_text(json.dumps(doc, indent=1, default=float))
 
 
-def reproduce(record: dict, arrays: dict) -> tuple[float, float, float]:
-    """Recompute (ratio, lhs, rhs) of a saved record from its batch, options and the saved maximiser."""
+def reproduce(record: dict, arrays: dict) -> tuple[float, float, float, int | None]:
+    """Recompute (ratio, lhs, rhs, anchor) of a saved record from its batch, options and the saved maximiser."""
     batch = BatchSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["batch"].items()})
     prob = build_problem(batch, record["sigma"], record["sym_grad"], record["ids"])
     objs = [o for o in claim_objectives(record["claim"], prob)
-            if o.variant == record["variant"] and o.kind == record["kind"] and o.anchor == record["anchor"]]  # fmt: skip
+            if o.variant == record["variant"] and o.kind == record["kind"]]  # fmt: skip
     if len(objs) != 1:
         raise ValueError(f"record {record['rid']} does not identify one objective")
     rid = record["rid"]

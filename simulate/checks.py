@@ -246,23 +246,37 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims["L3"] = _eval(torch.cat([sq_cl, sq_ns]).sqrt(), math.sqrt(2.0) / tau)
     claims["L3_batch"] = _eval(G2.sqrt(), math.sqrt(2.0 / B) / tau)
 
-    # Lem. 2: per-anchor Jacobian (Sigma-space softmax) and the Lipschitz claim at the actual pair
-    tgt = g.pos_cl.double() / g.pos_cl.sum(1, keepdim=True).clamp(min=1).double()  # P_a is the same for CL/NSCL
-    p_cl = tau * st.g_cl + tgt  # CL softmax at Sigma^CL (p = tau g + 1_P/|P|)
-    q_ns = tau * st.g_ns + tgt  # NSCL softmax at Sigma^NSCL
-    jac = torch.cat([jacobian_inf_norm(g.coalesce_cols(p_cl)), jacobian_inf_norm(g.coalesce_cols(q_ns))])
+    # Lem. 2: per-anchor Jacobian (Sigma-space softmax) and the Lipschitz claim at the actual pair.
+    # The softmax is recovered from the library gradient, g = (p - 1_P/|P|)/tau with P = {positive key B+s}
+    # (one key: ids are batch positions), on the Sigma-space coordinates: pi = tau gc + 1 at the positive's column.
+    ar = torch.arange(B)
+    pos_col = g.col_inv[B:]  # column of each anchor's positive within uc
+
+    def coalesced_softmax(gc: Tensor) -> Tensor:
+        pi = tau * gc
+        pi[ar, pos_col] += 1.0
+        return pi
+
+    jac = torch.cat([jacobian_inf_norm(coalesced_softmax(st.gc_cl)), jacobian_inf_norm(coalesced_softmax(st.gc_ns))])
     claims["L2_jac"] = _eval(jac, 0.5)
     diff = st.blk_cl - st.blk_ns
-    act_ns = g.to_block(g.coalesce_cols(g.den_ns.double()), 1.0) > 0
-    act_cl = g.to_block(g.coalesce_cols(g.den_cl.double()), 1.0) > 0
-    d_ns = _fro(diff[act_ns])
-    d_cl = _fro(diff[act_cl])
+    # entries each map reads: one scatter of  den_NSCL + w den_CL  with w = 4B + 1 > any NSCL count per entry
+    # (<= 2B per anchor row, doubled by the symmetrisation); NSCL den is a subset of the CL den
+    w = 4 * B + 1
+    marks = torch.where(g.den_cl, torch.where(g.den_ns, w + 1.0, float(w)), 0.0).to(st.g_cl.dtype)
+    cnt = g.sigma_grad(marks) * B
+    act_cl = cnt > 0.5
+    act_ns = torch.remainder(torch.round(cnt), w) > 0.5
+    d2 = diff * diff
+    d_ns = math.sqrt(float((d2 * act_ns).sum()))
+    d_cl = math.sqrt(float((d2 * act_cl).sum()))
     claims["L2"] = _eval(_fro(U_ns_at_cl - st.U_ns), Lip * d_ns)
     claims["L2_CL"] = _eval(_fro(st.U_cl - U_cl_at_ns), Lip * d_cl)
 
     # Lem. 4 / Cor. 3: masses at Sigma^CL
     ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)
-    in_range = ((st.sim_cl.abs() <= 1.0) | ~g.den_cl).all(1)
+    abs_logit = st.sim_cl.abs().masked_fill_(~g.den_cl, 0.0).amax(1)  # largest |logit| in each CL denominator
+    in_range = abs_logit <= 1.0
     n_pos, n_neg = ms.n_pos.double(), ms.n_neg.double()
     inv = 1.0 / tau
     zero = torch.zeros(B, dtype=torch.float64)
@@ -293,9 +307,9 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     prem = event & in_range
     claims["Cor3_mass"] = _eval(z_ratio, Delta / 2.0, prem)
 
-    # Lem. 6 at Sigma^CL: p (CL) and q (NSCL), both derived from theory.losses gradients
-    q_cl = tau * g_ns_at_cl + tgt
-    rg = reweighting_gap(p_cl, q_cl)
+    # Lem. 6 at Sigma^CL: p (CL) and q (NSCL). Both are tau g + 1_P (library gradients), so p - q =
+    # tau (g_CL - g_NSCL) exactly; reweighting_gap takes the difference of its two arguments.
+    rg = reweighting_gap(tau * st.g_cl, tau * g_ns_at_cl)
     has_neg = n_neg > 0
     claims["L6"] = _eval(rg.l1, Delta, prem & has_neg)
     claims["L6_l2"] = _eval(rg.l2, Delta, prem & has_neg)
@@ -319,7 +333,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
             "alpha_max": float(ms.alpha.max()),
             "event_ok": bool(event.all()),
             "logits_ok_frac": float(in_range.double().mean()),
-            "max_abs_logit": float(torch.where(g.den_cl, st.sim_cl.abs(), torch.zeros_like(st.sim_cl)).max()),
+            "max_abs_logit": float(abs_logit.max()),
             "dup_anchor_rows": B - int(g.ur.shape[0]),
             "n_invalid_nscl": int((~has_neg).sum()),
         },
@@ -702,7 +716,7 @@ def _holds_str(h: Any) -> str:
 
 def format_verdict_table(doc: dict, width: int = 110) -> str:
     """Markdown verdict table of a checks.json: claim, evaluated, max LHS/RHS, holds, note."""
-    lines = ["| claim | evaluated | max LHS/RHS | holds | violations | premise failed | note |",
+    lines = ["| claim | evaluated | max LHS/RHS | holds | violations | premise failed (there: max ratio, violations) | note |",
              "|---|---:|---:|:---:|---:|---:|---|"]
     for cid in CLAIM_ORDER:
         if cid not in doc:
@@ -711,8 +725,11 @@ def format_verdict_table(doc: dict, width: int = 110) -> str:
         note = o.get("note", "")
         if len(note) > width:
             note = note[: width - 3] + "..."
+        pf = str(o["premise_failed"])
+        if o["premise_failed"]:
+            pf += f" (max {_fmt_ratio(o.get('max_ratio_outside_premise'))}, {o.get('violations_outside_premise', 0)} viol.)"
         lines.append(f"| {cid} | {o['evaluated']} | {_fmt_ratio(o['max_ratio'])} | {_holds_str(o['holds'])} | "
-                     f"{o['violations']} | {o['premise_failed']} | {note} |")
+                     f"{o['violations']} | {pf} | {note} |")
     return "\n".join(lines)
 
 

@@ -35,11 +35,12 @@ Modelling options (CLI flag; default and why)
               (distinct samples within a batch; no duplicate anchors).
   project     ``none`` (default: Eq. 1 exactly, Sigma may leave [-1, 1]) or ``clip`` (touched entries
               projected onto [-1, 1] after each step; keeps the bounded-logit premise of Lems. 4, 6, 8).
-  eta         constant (default 0.5... see DEFAULT_ETA), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2, or a
-              ``.npy`` file of T step sizes.
+  eta         constant (default DEFAULT_ETA = 2: Sigma moves ~40% and CKA(CL, NSCL) drops to ~0.98 over the default
+              1000 steps, measured), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2, or a ``.npy`` file of T sizes.
 
 Sigma_0: class-structured random unit embeddings (class means of norm ``separation`` plus isotropic noise,
-normalised; ``separation = 0``: no class structure), view slot v = normalise(x_j + aug_noise * xi_jv), and
+normalised; ``separation = 0``: no class structure), view slot v = normalise(x_j + aug_noise * xi_jv) (default
+aug_noise 0.5: the two views start at cosine ~0.8, leaving room below 1), and
 Sigma_0 = cosine Gram of the N V items (diagonal set to exactly 1, entries clipped to [-1, 1] against
 rounding), or loaded from ``init_path`` (.npy, (N, d) or (N, V, d)) with labels from ``labels_path``.
 
@@ -102,6 +103,9 @@ __all__ = [
     "compute_step",
     "apply_step",
     "full_drift",
+    "RunContext",
+    "advance",
+    "load_checkpoint",
     "run_sigma_descent",
 ]
 
@@ -109,9 +113,10 @@ VIEWS = ("slots", "identity")
 SIGMA_MODES = ("ordered", "symmetric")
 PROJECTIONS = ("none", "clip")
 ETA_SCHEDULES = ("constant", "cosine")
-# Default step size: with B = 64 and tau = 0.5 a positive entry moves by about eta (1 - p) / (tau B) per touch;
-# eta = 4 moves Sigma by O(1) over the default 1000 steps (measured; see the README / report).
-DEFAULT_ETA = 4.0
+# Default step size (measured, N=500, C=10, B=64, tau=0.5, 1000 steps): a positive entry moves by about
+# eta (1 - p) / (tau B) per touch; eta = 2 moves Sigma by ~40% (||S_T - S_0||_F / ||S_0||_F), CKA(S_T, S_0) ~0.93,
+# and separates the runs to CKA(S^CL, S^NSCL) ~0.98; eta = 0.5 gives ~0.9999 (too little to see), eta = 8 ~0.8.
+DEFAULT_ETA = 2.0
 
 # fields that define the dynamics (a checkpoint can only be resumed with the same values)
 _RUN_ONLY_FIELDS = ("checkpoint_every", "stop_after", "save_sigma", "plot")
@@ -144,7 +149,7 @@ class SigmaConfig:
     project: str = "none"
     separation: float = 1.0
     embed_dim: int = 64
-    aug_noise: float = 0.1
+    aug_noise: float = 0.5
     init_path: str | None = None
     labels_path: str | None = None
     init_seed: int = 0
@@ -320,8 +325,10 @@ class Reference:
 
 
 def _gram(X: Tensor) -> Tensor:
-    """Cosine Gram of unit rows, diagonal exactly 1, clipped to [-1, 1] (rounding of unit vectors)."""
+    """Cosine Gram of unit rows: exactly symmetric (X X^T is not, bitwise, from BLAS), diagonal exactly 1,
+    clipped to [-1, 1] (rounding of unit vectors)."""
     S = X @ X.T
+    S = 0.5 * (S + S.T)
     S.clamp_(-1.0, 1.0)
     S.fill_diagonal_(1.0)
     return S
@@ -460,6 +467,7 @@ class Geometry:
     pos_ns: Tensor
     den_ns: Tensor
     same_class: Tensor
+    flat_rc: Tensor
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -467,23 +475,30 @@ class Geometry:
 
     def coalesce_cols(self, g: Tensor) -> Tensor:
         """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
-        out = torch.zeros(g.shape[0], self.uc.shape[0], dtype=g.dtype)
-        return out.index_add_(1, self.col_inv, g)
+        K = self.uc.shape[0]
+        idx = (torch.arange(g.shape[0])[:, None] * K + self.col_inv[None, :]).reshape(-1)
+        return torch.zeros(g.shape[0] * K, dtype=g.dtype).index_add_(0, idx, g.reshape(-1)).view(-1, K)
+
+    def _symmetrise(self, out: Tensor) -> Tensor:
+        return out + out.T - torch.diag_embed(torch.diagonal(out)) if self.symmetric else out
 
     def to_block(self, gc: Tensor, scale: float) -> Tensor:
         """Sigma-space matrix on the touched block: scale * sum of the anchors' coalesced rows, symmetrised
         (X + X^T - Diag X) in symmetric mode. Shape: (B, K) -> block_shape."""
-        out = torch.zeros(self.block_shape, dtype=gc.dtype)
-        out.index_add_(0, self.anchor_block_row, gc)
+        R, K = self.block_shape
+        idx = (self.anchor_block_row[:, None] * K + torch.arange(K)[None, :]).reshape(-1)
+        out = torch.zeros(R * K, dtype=gc.dtype).index_add_(0, idx, gc.reshape(-1)).view(R, K)
         if scale != 1.0:
             out.mul_(scale)
-        if self.symmetric:
-            out = out + out.T - torch.diag_embed(torch.diagonal(out))
-        return out
+        return self._symmetrise(out)
 
     def sigma_grad(self, g: Tensor) -> Tensor:
-        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients. Shape: (B, 2B) -> block."""
-        return self.to_block(self.coalesce_cols(g), 1.0 / self.B)
+        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients, in ONE scatter-add of the
+        (B, 2B) entries onto the unique touched entries (= index_put_(accumulate=True)). Shape: -> block."""
+        R, K = self.block_shape
+        out = torch.zeros(R * K, dtype=g.dtype).index_add_(0, self.flat_rc, g.reshape(-1)).view(R, K)
+        out.mul_(1.0 / self.B)
+        return self._symmetrise(out)
 
     def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(block, sim): Sigma on the touched block (a copy) and the (B, 2B) logits of the batch."""
@@ -518,9 +533,10 @@ def build_geometry(
     pos_cl, den_cl = contrastive_masks("CL", ids, key_ids, anchor_labels, key_labels, self_mask)
     pos_ns, den_ns = contrastive_masks("NSCL", ids, key_ids, anchor_labels, key_labels, self_mask)
     same = anchor_labels[:, None] == key_labels[None, :]
+    flat_rc = (anchor_block_row[:, None] * uc.shape[0] + col_inv[None, :]).reshape(-1)
     return Geometry(
         B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv,
-        block_rows, anchor_block_row, lin, pos_cl, den_cl, pos_ns, den_ns, same,
+        block_rows, anchor_block_row, lin, pos_cl, den_cl, pos_ns, den_ns, same, flat_rc,
     )
 
 
@@ -545,22 +561,25 @@ class StepTensors:
     sim_ns: Tensor
     g_cl: Tensor
     g_ns: Tensor
-    gc_cl: Tensor
-    gc_ns: Tensor
+    gc_cl: Tensor | None
+    gc_ns: Tensor | None
     U_cl: Tensor
     U_ns: Tensor
 
 
-def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float) -> StepTensors:
-    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad)."""
+def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float, per_anchor: bool = True) -> StepTensors:
+    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad).
+
+    per_anchor=False skips the per-anchor coalesced rows gc_cl / gc_ns (None; only the checks read them).
+    """
     blk_cl, sim_cl = geom.gather(sigma_cl)
     blk_ns, sim_ns = geom.gather(sigma_ns)
     g_cl = contrastive_grad(sim_cl, geom.pos_cl, geom.den_cl, tau)
     g_ns = contrastive_grad(sim_ns, geom.pos_ns, geom.den_ns, tau)
-    gc_cl = geom.coalesce_cols(g_cl)
-    gc_ns = geom.coalesce_cols(g_ns)
-    U_cl = geom.to_block(gc_cl, 1.0 / geom.B)
-    U_ns = geom.to_block(gc_ns, 1.0 / geom.B)
+    U_cl = geom.sigma_grad(g_cl)
+    U_ns = geom.sigma_grad(g_ns)
+    gc_cl = geom.coalesce_cols(g_cl) if per_anchor else None
+    gc_ns = geom.coalesce_cols(g_ns) if per_anchor else None
     return StepTensors(geom, tau, blk_cl, blk_ns, sim_cl, sim_ns, g_cl, g_ns, gc_cl, gc_ns, U_cl, U_ns)
 
 
@@ -798,6 +817,77 @@ def _dynamics(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in _RUN_ONLY_FIELDS}
 
 
+@dataclass
+class RunContext:
+    """Constants of a run that ``advance`` needs (sizes, options, step sizes, Thm. 1 trajectory bounds)."""
+
+    N: int
+    B: int
+    V: int
+    M: int
+    tau: float
+    replacement: bool
+    symmetric: bool
+    clip: bool
+    item_labels: Tensor
+    eta: np.ndarray
+    bounds: dict
+    consts: dict
+
+
+def _all_finite(x: Tensor) -> bool:
+    """No NaN / inf in x: one summation pass; the exact elementwise test only if the sum is not finite."""
+    return math.isfinite(float(x.sum())) or bool(torch.isfinite(x).all())
+
+
+def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
+    """One coupled step t = state.step: shared batch, both gradients, update, per-step checks (if ``suite``).
+
+    Returns the steps.csv row; raises NonFiniteError naming the step on a NaN / inf gradient or Sigma.
+    """
+    t = state.step
+    eta_t = float(ctx.eta[t])
+    batch = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
+    rows, cols = batch_items(batch, ctx.V)
+    lab = ctx.item_labels
+    geom = build_geometry(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric)
+    st = compute_step(state.sigma_cl, state.sigma_ns, geom, ctx.tau, per_anchor=suite is not None)
+    if not (_all_finite(st.U_cl) and _all_finite(st.U_ns)):
+        raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
+    drift_t = state.drift
+    d_sq, new_cl, new_ns = apply_step(state.sigma_cl, state.sigma_ns, st, eta_t, ctx.clip)
+    if not (_all_finite(new_cl) and _all_finite(new_ns)):
+        raise NonFiniteError(f"non-finite Sigma after step {t} (eta={eta_t!r} too large?)")
+    state.drift_sq += d_sq
+    state.step = t + 1
+    row = {"step": t, "eta": eta_t, "drift_fro": state.drift,
+           "bound_thm1_unrolled": float(ctx.bounds["unrolled"][t + 1]),
+           "bound_thm1_closed": float(ctx.bounds["closed"][t + 1])}
+    if suite is not None:
+        info = suite.evaluate_step(st, t, eta_t, drift_t, state.drift, batch, lab)
+        state.gap_bound = (1.0 + eta_t * ctx.consts["lipschitz"]) * state.gap_bound + eta_t * info["gap_A"]
+        state.premise_all = state.premise_all and info["premise_step"]
+        suite.evaluate_trajectory(t + 1, state.drift, row["bound_thm1_closed"], row["bound_thm1_unrolled"],
+                                  state.gap_bound, state.premise_all)
+        row["bound_thm1_gap"] = state.gap_bound
+        row.update(info["row"])
+    return row
+
+
+def _safe_sum(x: np.ndarray) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.sum(x))
+
+
+def _bounds(eta: np.ndarray, consts: dict, B: int, tau: float, T: int) -> dict:
+    """Thm. 1 trajectory bounds D_t, t = 0..T (closed form Eq. 2 with horizon t, and exact unrolled)."""
+    from theory.bounds import thm1_trajectory_from_delta
+
+    if not math.isfinite(consts["Delta"]):
+        return {"unrolled": np.full(T + 1, math.inf), "closed": np.full(T + 1, math.inf)}
+    return {form: thm1_trajectory_from_delta(eta, consts["Delta"], B, tau, form=form) for form in ("unrolled", "closed")}
+
+
 def run_sigma_descent(
     cfg: SigmaConfig,
     out_dir: Path | str | None,
@@ -831,15 +921,8 @@ def run_sigma_descent(
     if not cfg.replacement and B > N:
         raise ValueError(f"batch_size must be <= n without replacement, got batch_size={B}, n={N}")
     consts = theory_constants(C, B, T, cfg.delta, cfg.tau)
-    from theory.bounds import thm1_trajectory_from_delta
-
-    bounds = {
-        "unrolled": thm1_trajectory_from_delta(eta, consts["Delta"], B, cfg.tau, form="unrolled")
-        if math.isfinite(consts["Delta"]) else np.full(T + 1, math.inf),
-        "closed": thm1_trajectory_from_delta(eta, consts["Delta"], B, cfg.tau, form="closed")
-        if math.isfinite(consts["Delta"]) else np.full(T + 1, math.inf),
-    }
-    bounds["unrolled"][0] = bounds["closed"][0] = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        bounds = _bounds(eta, consts, B, cfg.tau, T)
     options = {
         "views": cfg.views, "view_slots": V, "sigma": cfg.sigma, "replacement": cfg.replacement,
         "project": cfg.project, "eta_schedule": cfg.eta_schedule,
@@ -849,7 +932,7 @@ def run_sigma_descent(
     config_doc = {
         "config": resolved,
         "resolved": {"items_M": M, "balanced_classes": ref.balanced, "reference": ref.source,
-                     "eta_sum": float(eta.sum()), "eta_first": float(eta[0]), "eta_last": float(eta[-1])},
+                     "eta_sum": _safe_sum(eta), "eta_first": float(eta[0]), "eta_last": float(eta[-1])},
         "constants": consts,
         "seeds": {"init_seed": cfg.init_seed, "batch_seed": cfg.batch_seed, "aug_seed": cfg.aug_seed},
         "versions": _versions(),
@@ -887,43 +970,28 @@ def run_sigma_descent(
             torch.Generator().manual_seed(int(cfg.batch_seed)), torch.Generator().manual_seed(int(cfg.aug_seed)),
         )
         state.eval_rows.append(_eval_point(state, ref.sigma0, consts, bounds, cfg))  # step 0 (D_0 = 0)
-    item_labels = ref.item_labels
-    clip = cfg.project == "clip"
+    ctx = RunContext(N=N, B=B, V=V, M=M, tau=cfg.tau, replacement=cfg.replacement,
+                     symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip", item_labels=ref.item_labels,
+                     eta=eta, bounds=bounds, consts=consts)
     stop_at = cfg.stop_after if cfg.stop_after is not None else T
     aborted = None
     t_loop = time.perf_counter()
+    step_s = 0.0  # time inside the coupled steps (checks included, eval points excluded)
     first_step = state.step
     bar = tqdm(total=stop_at, initial=state.step, disable=quiet, desc="sigma descent", unit="step",
                dynamic_ncols=True)
     try:
         while state.step < stop_at:
             t = state.step
-            batch = draw_batch(N, B, V, cfg.replacement, state.batch_gen, state.aug_gen)
-            rows, cols = batch_items(batch, V)
-            geom = build_geometry(rows, cols, item_labels[rows], item_labels[cols], M, cfg.sigma == "symmetric")
-            st = compute_step(state.sigma_cl, state.sigma_ns, geom, cfg.tau)
-            if not (bool(torch.isfinite(st.U_cl).all()) and bool(torch.isfinite(st.U_ns).all())):
-                raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
-            drift_t = state.drift
-            d_sq, new_cl, new_ns = apply_step(state.sigma_cl, state.sigma_ns, st, float(eta[t]), clip)
-            if not (bool(torch.isfinite(new_cl).all()) and bool(torch.isfinite(new_ns).all())):
-                raise NonFiniteError(f"non-finite Sigma after step {t} (eta={eta[t]!r} too large?)")
-            state.drift_sq += d_sq
-            state.step = t + 1
-            row = {"step": t, "eta": float(eta[t]), "drift_fro": state.drift,
-                   "bound_thm1_unrolled": float(bounds["unrolled"][t + 1]),
-                   "bound_thm1_closed": float(bounds["closed"][t + 1])}
-            if suite is not None:
-                info = suite.evaluate_step(st, t, float(eta[t]), drift_t, state.drift, batch, item_labels)
-                state.gap_bound = (1.0 + float(eta[t]) * consts["lipschitz"]) * state.gap_bound + float(eta[t]) * info["gap_A"]
-                state.premise_all = state.premise_all and info["premise_step"]
-                suite.evaluate_trajectory(t + 1, state.drift, row["bound_thm1_closed"], row["bound_thm1_unrolled"],
-                                          state.gap_bound, state.premise_all)
-                row["bound_thm1_gap"] = state.gap_bound
-                row.update(info["row"])
+            t0 = time.perf_counter()
+            row = advance(state, ctx, suite)
+            step_s += time.perf_counter() - t0
             state.step_rows.append(row)
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == T:
-                ev = _eval_point(state, ref.sigma0, consts, bounds, cfg)
+                try:
+                    ev = _eval_point(state, ref.sigma0, consts, bounds, cfg)
+                except ValueError as e:  # degenerate / overflowing Sigma (e.g. a huge eta)
+                    raise NonFiniteError(f"evaluation after step {t} failed: {e}") from None
                 state.eval_rows.append(ev)
                 if suite is not None:
                     suite.evaluate_eval_point(ev, state.premise_all)
@@ -954,8 +1022,9 @@ def run_sigma_descent(
         _write_csv(out / "steps.csv", state.step_rows)
         _write_csv(out / "evals.csv", state.eval_rows)
         write_json(out / "checks.json", checks_doc)
-        write_json(out / "timing.json", {"wall_s": wall, "loop_s": loop_s, "steps_run": done_steps,
-                                         "steps_per_s": done_steps / loop_s if loop_s > 0 else None})
+        write_json(out / "timing.json", {"wall_s": wall, "loop_s": loop_s, "step_s": step_s, "steps_run": done_steps,
+                                         "steps_per_s": done_steps / step_s if step_s > 0 else None,
+                                         "threads": torch.get_num_threads()})
         if cfg.save_sigma:
             np.save(out / "sigma_cl.npy", state.sigma_cl.numpy())
             np.save(out / "sigma_ns.npy", state.sigma_ns.numpy())
@@ -968,7 +1037,7 @@ def run_sigma_descent(
         drift_full=last_eval.get("drift_full"), cka=last_eval.get("cka"), rsa=last_eval.get("rsa"),
         checks=checks_doc, verdict=verdict, step_rows=state.step_rows, eval_rows=state.eval_rows,
         sigma_cl=state.sigma_cl, sigma_ns=state.sigma_ns, wall_s=wall,
-        steps_per_s=done_steps / loop_s if loop_s > 0 else float("nan"), out_dir=out, aborted=aborted,
+        steps_per_s=done_steps / step_s if step_s > 0 else float("nan"), out_dir=out, aborted=aborted,
     )
     if aborted is not None:
         raise NonFiniteError(aborted)

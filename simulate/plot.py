@@ -75,8 +75,10 @@ def plot_sigma_run(run_dir: str | Path, out_stem: str | Path | None = None, styl
             te = evals["step"]
             a1.plot(te, evals["cka"], "o-", label="CKA", color="#0072B2")
             a1.plot(te, evals["rsa"], "s-", label="RSA", color="#CC79A7")
-            for key, lab, ls, col in (("cka_lb_meas", "CKA cert. (measured drift)", "--", "#0072B2"),
-                                      ("rsa_lb_meas", "RSA cert. (measured drift)", "--", "#CC79A7"),
+            for key, lab, ls, col in (("cka_lb_meas_sharp", r"CKA cert. $\sqrt{1-\rho^2}$ (measured drift)", "-.", "#0072B2"),
+                                      ("rsa_lb_meas_sharp", r"RSA cert. $\sqrt{1-r^2}$ (measured drift)", "-.", "#CC79A7"),
+                                      ("cka_lb_meas", "CKA cert. (1-rho)/(1+rho) (measured drift)", "--", "#0072B2"),
+                                      ("rsa_lb_meas", "RSA cert. (1-r)/(1+r) (measured drift)", "--", "#CC79A7"),
                                       ("cka_lb_paper", "CKA cert. (Cor. 1, Thm. 1 bound)", ":", "#0072B2"),
                                       ("rsa_lb_paper", "RSA cert. (Cor. 2, Thm. 1 bound)", ":", "#CC79A7")):
                 if key in evals:
@@ -86,7 +88,7 @@ def plot_sigma_run(run_dir: str | Path, out_stem: str | Path | None = None, styl
             a1.set_xlabel("step t")
             a1.set_ylabel("alignment")
             a1.set_title("(b) CKA / RSA vs certificates")
-            a1.legend(loc="lower left")
+            a1.legend(loc="best")
         paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
         for p in paths:
             fig.savefig(p)

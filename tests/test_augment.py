@@ -36,8 +36,10 @@ NO_COLOUR = dict(jitter_p=0.0, gray_p=0.0, blur=False)
 
 def test_same_seed_same_views_different_seed_different():
     x = _x(8)
+    x0 = x.clone()
     aug = SimCLRAugment(16, strength=1.0, blur=True, blur_p=0.5, jitter_order="random")
     a, b, c = aug(x, _gen(3)), aug(x, _gen(3)), aug(x, _gen(4))
+    assert torch.equal(x, x0)  # input untouched
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     g = _gen(3)

@@ -76,17 +76,17 @@ def test_synthetic_deterministic_shapes_and_seed():
 
 def test_synthetic_is_class_structured():
     """Nearest class mean in pixel space (fit on train) classifies the test split (fresh samples) far above
-    chance (0.1; measured 0.865), while within-class samples still vary (shifts, gain, noise)."""
-    tr = synthetic_images(10, 20, size=16, seed=0, split="train")
-    te = synthetic_images(10, 20, size=16, seed=0, split="test")
+    chance (0.1; measured 0.785 at seed 0), while within-class samples vary (shifts, clutter, colour, noise)."""
+    tr = synthetic_images(10, 20, size=32, seed=0, split="train")
+    te = synthetic_images(10, 20, size=32, seed=0, split="test")
     assert not torch.equal(tr.images, te.images)
     xtr = tr.to_float().flatten(1).double()
     xte = te.to_float().flatten(1).double()
     means = torch.stack([xtr[tr.labels == k].mean(0) for k in range(10)])
     pred = torch.cdist(xte, means).argmin(1)
-    assert (pred == te.labels).double().mean() >= 0.75
+    assert (pred == te.labels).double().mean() >= 0.6
     within = xtr[tr.labels == 0].std(0).mean()
-    assert within > 0.02
+    assert within > 0.1
 
 
 # ---------------------------------------------------------------------------------------------- IDX / Fashion-MNIST

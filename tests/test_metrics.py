@@ -93,7 +93,12 @@ def test_chunking_matches_single_chunk(chunk: int | None) -> None:
     assert abs(linear_cka(X, Y, True, chunk_size=chunk) - linear_cka(X, Y, True, chunk_size=53)) < 1e-12
 
 
-def test_torch_input_matches_numpy() -> None:
+@pytest.mark.parametrize("via_numpy", [True, False])
+def test_torch_input_matches_numpy(via_numpy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU tensors normally take the numpy/BLAS path; via_numpy=False runs the torch (CUDA) code on CPU."""
+    import theory.metrics as M
+
+    monkeypatch.setattr(M, "_TORCH_CPU_VIA_NUMPY", via_numpy)
     rng = np.random.default_rng(4)
     X, Y = features(rng, 40, 7, 5)
     c, r = cka_rsa(X, Y)
@@ -333,6 +338,14 @@ def test_bad_rows_and_shapes_raise() -> None:
         rsa(X, Z)
     with pytest.raises(ValueError, match="row 4 of X is all zeros"):
         cka(torch.from_numpy(Z), torch.from_numpy(Y), chunk_size=2)
+    import theory.metrics as M
+
+    M._TORCH_CPU_VIA_NUMPY = False
+    try:
+        with pytest.raises(ValueError, match="row 4 of Y is all zeros"):
+            cka(torch.from_numpy(X), torch.from_numpy(Z), chunk_size=2)
+    finally:
+        M._TORCH_CPU_VIA_NUMPY = True
     Z[4] = np.nan
     with pytest.raises(ValueError, match="row 4 of X has non-finite"):
         cka(Z, Y)

@@ -29,6 +29,15 @@ from experiments.train import (
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids OpenMP spin-waiting on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_ds(classes: int = 4, per_class: int = 16, size: int = 16, seed: int = 0):
     return synthetic_images(num_classes=classes, n_per_class=per_class, size=size, seed=seed)
 
@@ -116,6 +125,8 @@ def test_identical_initial_weights_independent_of_global_rng():
             assert body.keys() == ref.keys()
             assert all(torch.equal(body[k], ref[k]) for k in ref), name
             assert (m.head is not None) == (name == "CE")
+    d = LockstepTrainer(tiny_cfg(losses=("NSCL",)), ds, quiet=True)  # no CE head built: same body weights
+    assert all(torch.equal(d.models["NSCL"].state_dict()[k], ref[k]) for k in ref)
     c = LockstepTrainer(tiny_cfg(init_seed=7), ds, quiet=True)
     assert not torch.equal(c.models["CL"].backbone.features[0].weight, a.models["CL"].backbone.features[0].weight)
 
@@ -308,6 +319,7 @@ def _compare_states(sa: dict, sb: dict):
 
 RESUME_SCRIPT = """
 import sys, torch
+torch.set_num_threads(1)
 from experiments.data import synthetic_images
 from experiments.train import LockstepTrainer
 torch.manual_seed(4242)  # a different process-wide RNG state: resume must not depend on it
@@ -338,28 +350,29 @@ def test_resume_in_fresh_process_is_bit_identical(tmp_path):
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight.history]
 
 
-def test_sigint_mid_epoch_saves_and_resume_matches(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_epoch_saves_and_resume_matches(tmp_path, sig):
     ds = tiny_ds()
     out = tmp_path / "run"
     straight = LockstepTrainer(tiny_cfg(epochs=2), ds, quiet=True)
     straight.fit()
     tr = LockstepTrainer(tiny_cfg(epochs=2, out_dir=str(out)), ds, quiet=True)
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(sig)
 
     def kill_at_2(trainer, t, idx, views):
         if t == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     with pytest.raises(TrainingInterrupted) as e:
         tr.fit(on_step=kill_at_2)
-    assert e.value.code == 128 + signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
-    assert tr.step == 2 and tr.interrupted == "SIGINT"  # the step in flight finished, nothing after it
+    assert e.value.code == 128 + sig
+    assert signal.getsignal(sig) is before  # handlers restored
+    assert tr.step == 2 and tr.interrupted == sig.name  # the step in flight finished, nothing after it
     man = json.loads((out / "manifest.json").read_text())
-    assert man["interrupted"] == "SIGINT" and man["step"] == 2
+    assert man["interrupted"] == sig.name and man["step"] == 2
     assert len(json.loads((out / "history.json").read_text())) == 2
     re = LockstepTrainer.resume(out / "ckpt.pt", ds, quiet=True)
-    assert re.step == 2
+    assert re.step == 2 and re.manifest_dict()["resumed_from"] == [{"path": str(out / "ckpt.pt"), "step": 2}]
     re.fit()
     _compare_states(straight.state_dict(), re.state_dict())
 

@@ -1,0 +1,342 @@
+"""Figures of encoder runs (experiments.bound_vs_empirical) and of the paper's Figs. 2-6 from result files.
+
+Every function takes plain rows (dicts from a run in memory, or read back from its CSV files with ``read_rows``),
+writes ``stem``.png and ``stem``.pdf with the project style (simulate/style.mplstyle when present) and returns
+the written paths. Nothing here trains or measures.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "STYLE",
+    "THM1_NOTE",
+    "read_rows",
+    "plot_alignment_run",
+    "plot_theory_run",
+    "plot_surrogate_run",
+    "plot_alignment_epochs",
+    "plot_heatmap",
+    "plot_sweep",
+    "plot_weight_gap",
+]
+
+_STYLE_PATH = Path(__file__).resolve().parent.parent / "simulate" / "style.mplstyle"
+STYLE = str(_STYLE_PATH) if _STYLE_PATH.is_file() else "default"
+THM1_NOTE = "Thm 1 is proved for the Σ-space surrogate, not for the network"
+# fixed colours per model / pair partner (Okabe-Ito, as the style's cycle)
+_COLOR = {"NSCL": "#D55E00", "SCL": "#009E73", "CE": "#CC79A7", "DCL": "#0072B2", "CL": "#0072B2"}
+_EXTRA = ["#E69F00", "#56B4E9", "#000000", "#F0E442"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _style():
+    return _plt().style.context(STYLE)
+
+
+def _save(fig, stem: str | Path) -> list[Path]:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p)
+    _plt().close(fig)
+    return paths
+
+
+def _f(v: Any) -> float:
+    """Cell -> float (None / '' / non-numeric -> nan)."""
+    if v is None or v == "":
+        return math.nan
+    if isinstance(v, bool):
+        return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a CSV as dicts; numeric cells become floats, empty cells None, other cells stay strings."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        d: dict[str, Any] = {}
+        for k, v in r.items():
+            if v in ("", None):
+                d[k] = None
+                continue
+            try:
+                d[k] = float(v)
+            except ValueError:
+                d[k] = v
+        out.append(d)
+    return out
+
+
+def _series(rows: Iterable[Mapping], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = sorted((_f(r.get(x)), _f(r.get(y))) for r in rows)
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    a = np.asarray(pts, dtype=np.float64)
+    return a[:, 0], a[:, 1]
+
+
+def _positive(y: np.ndarray) -> np.ndarray:
+    y = np.array(y, dtype=np.float64)
+    y[~(y > 0) | ~np.isfinite(y)] = np.nan
+    return y
+
+
+def _partner_color(pair: str, i: int) -> str:
+    b = pair.split("-")[-1]
+    return _COLOR.get(b, _EXTRA[i % len(_EXTRA)])
+
+
+def _first_vacuous(x: np.ndarray, lb: np.ndarray) -> float | None:
+    bad = np.flatnonzero(np.isfinite(x) & ~(lb > 0))
+    return float(x[bad[0]]) if bad.size else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one encoder run
+def plot_alignment_run(rows: Sequence[Mapping], stem: str | Path, contrastive: str = "CL",
+                       x: str = "step") -> list[Path]:
+    """CKA and RSA over steps for every pair (train reference set solid, test dashed) with the CL-NSCL certified
+    lower bounds of Cors. 1-2 overlaid (paper (1 - rho)/(1 + rho) dotted, sharper sqrt(1 - rho^2) dash-dot).
+    A bound <= 0 is vacuous: it is drawn at 0 and the first such step is marked with a vertical line."""
+    plt = _plt()
+    pairs = list(dict.fromkeys(str(r["pair"]) for r in rows))
+    cl_ns = f"{contrastive}-NSCL"
+    with _style():
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharex=True)
+        for ax, metric, lbs, name in ((axes[0], "cka", ("cka_lb", "cka_lb_sharp"), "CKA (Cor. 1)"),
+                                      (axes[1], "rsa", ("rsa_lb", "rsa_lb_sharp"), "RSA (Cor. 2)")):
+            for i, p in enumerate(pairs):
+                col = _partner_color(p, i)
+                for split, ls in (("train", "-"), ("test", "--")):
+                    sel = [r for r in rows if str(r["pair"]) == p and r.get("split") == split]
+                    if not sel:
+                        continue
+                    xs, ys = _series(sel, x, metric)
+                    ax.plot(xs, ys, ls, color=col, marker="o" if split == "train" else None,
+                            label=f"{p} ({split})")
+            sel = [r for r in rows if str(r["pair"]) == cl_ns and r.get("split") == "train"]
+            for key, ls, lab in ((lbs[0], ":", "certified, paper (1-ρ)/(1+ρ)"),
+                                 (lbs[1], "-.", "certified, sharper √(1-ρ²)")):
+                if not sel or all(r.get(key) is None for r in sel):
+                    continue
+                xs, lb = _series(sel, x, key)
+                ax.plot(xs, np.where(lb > 0, lb, 0.0), ls, color="k", lw=1.1, label=f"{cl_ns} {lab}")
+                xv = _first_vacuous(xs, lb)
+                if xv is not None:
+                    ax.axvline(xv, color="0.5", lw=0.8, ls=ls)
+                    ax.annotate(f"vacuous from {x} {xv:g}", (xv, 0.02), rotation=90, fontsize=6.5, color="0.35",
+                                ha="right", va="bottom")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("step" if x == "step" else x)
+            ax.set_title(name)
+        axes[0].set_ylabel("alignment with the contrastive model")
+        axes[1].legend(loc="lower left", fontsize=6.5)
+        fig.suptitle(f"Measured alignment vs certified lower bounds.  Note: {THM1_NOTE}.", fontsize=8.5, x=0.01,
+                     ha="left")
+        return _save(fig, stem)
+
+
+def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
+    """App. B on the network: (a) Lem. 7 gradient gap vs (G/tau) Delta and the realised bound, (b) Thm. 2
+    ||w^CL - w^NSCL|| vs its bound, (c) loss gap vs the companion bound. Log scales; G and beta are empirical
+    lower estimates of the suprema, so the bounds drawn are not certificates."""
+    plt = _plt()
+    with _style():
+        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.5))
+        a = axes[0]
+        for key, lab, ls, col in (("lem7_lhs_at_cl", "‖∇ℓ^CL−∇ℓ^NSCL‖ at w^CL", "-o", "#0072B2"),
+                                  ("lem7_lhs_at_nscl", "same at w^NSCL", "-s", "#D55E00"),
+                                  ("lem7_bound_at_cl", "(Ĝ/τ)Δ (Lem. 7)", "--", "k"),
+                                  ("lem7_realized_bound_at_cl", "(Ĝ/τ)·mean 2α (proof, measured α)", ":", "#009E73")):
+            xs, ys = _series(rows, "step", key)
+            if np.any(np.isfinite(_positive(ys))):
+                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+        a.set_yscale("log")
+        a.set_title("(a) Lem. 7, last training batch")
+        a.set_xlabel("step")
+        a.legend(fontsize=6.5)
+        a = axes[1]
+        for key, lab, ls, col in (("thm2_e", "‖w^CL − w^NSCL‖", "-o", "#0072B2"),
+                                  ("thm2_bound", "Thm. 2 bound (Ĝ, β̂ running max)", "--", "k")):
+            xs, ys = _series(rows, "step", key)
+            if np.any(np.isfinite(_positive(ys))):
+                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+        a.set_yscale("log")
+        a.set_title("(b) Thm. 2, weight drift")
+        a.set_xlabel("step")
+        a.legend(fontsize=6.5)
+        a = axes[2]
+        for key, lab, ls, col in (("lossgap_gap_clmodel", "gap, CL-trained encoder", "-o", "#0072B2"),
+                                  ("lossgap_gap_nsclmodel", "gap, NSCL-trained encoder", "-s", "#D55E00"),
+                                  ("lossgap_bound_counts_clmodel", "bound, batch counts", "--", "k"),
+                                  ("lossgap_bound_companion_clmodel", "companion bound log(1+n e^{2/τ}/(N−n))", ":",
+                                   "0.4")):
+            xs, ys = _series(rows, "step", key)
+            if np.any(np.isfinite(_positive(ys))):
+                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+        a.set_yscale("log")
+        a.set_title("(c) loss gap L^CL − L^NSCL, reference batch")
+        a.set_xlabel("step")
+        a.legend(fontsize=6.5)
+        fig.suptitle("App. B on the network; Ĝ, β̂ are empirical lower estimates of the suprema", fontsize=8.5,
+                     x=0.01, ha="left")
+        return _save(fig, stem)
+
+
+def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
+    """App. C alongside the network: (a) ||Sigma_network - Sigma_surrogate||_F per model with the Eq. 9 / Eq. 7
+    bounds (estimated constants); (b) CL-NSCL drift of the surrogate and of the network vs the Thm. 1 bounds."""
+    plt = _plt()
+    with _style():
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
+        a = axes[0]
+        models = [m for m in dict.fromkeys(str(r["model"]) for r in rows) if m != "CL-NSCL"]
+        for i, m in enumerate(models):
+            sel = [r for r in rows if str(r["model"]) == m]
+            col = _COLOR.get(m, _EXTRA[i % len(_EXTRA)])
+            xs, ys = _series(sel, "step", "net_vs_sur_fro")
+            a.plot(xs, _positive(ys), "-o", color=col, label=f"{m}: ‖Σ_net − Σ_sur‖_F")
+            xs, ys = _series(sel, "step", "net_move_fro")
+            a.plot(xs, _positive(ys), ":", color=col, label=f"{m}: ‖Σ_net − Σ_0‖_F")
+            for key, ls in (("eq9_bound", "--"), ("eq7_bound", "-.")):
+                xs, ys = _series(sel, "step", key)
+                if np.any(np.isfinite(_positive(ys))):
+                    a.plot(xs, _positive(ys), ls, color=col, lw=0.9, label=f"{m}: {key.split('_')[0]} bound")
+        a.set_yscale("log")
+        a.set_xlabel("step")
+        a.set_title("(a) network vs Σ-space surrogate (App. C)")
+        a.legend(fontsize=6)
+        a = axes[1]
+        sel = [r for r in rows if str(r["model"]) == "CL-NSCL"]
+        for key, lab, ls, col in (("sur_drift_fro", "surrogate ‖Σ^CL − Σ^NSCL‖_F", "-o", "#0072B2"),
+                                  ("net_drift_fro", "network, same items", "-s", "#D55E00"),
+                                  ("thm1_bound", "Thm. 1 (Eq. 2)", "--", "k"),
+                                  ("thm1_bound_sharp", "Thm. 1 sharper", ":", "0.4")):
+            xs, ys = _series(sel, "step", key)
+            if np.any(np.isfinite(_positive(ys))):
+                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+        a.set_yscale("log")
+        a.set_xlabel("step")
+        a.set_title("(b) CL–NSCL drift on the training items")
+        a.legend(fontsize=6.5)
+        fig.suptitle(f"Note: {THM1_NOTE}; L_Σ, M_Σ are empirical lower estimates", fontsize=8.5, x=0.01, ha="left")
+        return _save(fig, stem)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# paper-style figures over several runs (figures/__main__.py)
+def plot_alignment_epochs(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path,
+                          split: str = "train") -> list[Path]:
+    """Fig. 2 style: per run (column) CKA (top) and RSA (bottom) over epochs for each pair (CL-NSCL, CL-SCL,
+    CL-CE, ...). ``runs`` = [(title, metric rows)]."""
+    plt = _plt()
+    n = len(runs)
+    with _style():
+        fig, axes = plt.subplots(2, n, figsize=(3.3 * n + 0.6, 5.0), squeeze=False, sharey="row")
+        for j, (title, rows) in enumerate(runs):
+            sel = [r for r in rows if r.get("split") == split]
+            pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
+            for i, p in enumerate(pairs):
+                col = _partner_color(p, i)
+                pr = [r for r in sel if str(r["pair"]) == p]
+                for k, metric in enumerate(("cka", "rsa")):
+                    xs, ys = _series(pr, "epoch", metric)
+                    axes[k, j].plot(xs, ys, "-o", color=col, label=p)
+            axes[0, j].set_title(title, fontsize=8.5)
+            axes[1, j].set_xlabel("epoch")
+        axes[0, 0].set_ylabel("CKA")
+        axes[1, 0].set_ylabel("RSA")
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle(f"Alignment with the contrastive model during training ({split} reference set)", fontsize=9,
+                     x=0.01, ha="left")
+        return _save(fig, stem)
+
+
+def plot_heatmap(grid: np.ndarray, xs: Sequence, ys: Sequence, stem: str | Path, title: str,
+                 xlabel: str = "epoch", ylabel: str = "classes C'", cmap: str = "Greens") -> list[Path]:
+    """Fig. 3 style heat-map: grid[i, j] = value at ys[i] (rows, e.g. C') and xs[j] (columns, e.g. epoch);
+    NaN cells are left blank; every finite cell is annotated."""
+    plt = _plt()
+    G = np.asarray(grid, dtype=np.float64)
+    with _style():
+        fig, ax = plt.subplots(figsize=(0.55 * len(xs) + 2.0, 0.45 * len(ys) + 1.4))
+        im = ax.imshow(np.ma.masked_invalid(G), cmap=cmap, aspect="auto", origin="lower", vmin=np.nanmin(G) if
+                       np.isfinite(G).any() else 0, vmax=1.0)
+        ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+        ax.set_yticks(range(len(ys)), [str(int(y)) if float(y).is_integer() else str(y) for y in ys])
+        for i in range(G.shape[0]):
+            for j in range(G.shape[1]):
+                if np.isfinite(G[i, j]):
+                    ax.text(j, i, f"{G[i, j]:.2f}", ha="center", va="center", fontsize=6.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+        return _save(fig, stem)
+
+
+def plot_sweep(curves: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path, title: str,
+               pair: str = "CL-NSCL", split: str = "train") -> list[Path]:
+    """Fig. 4 / Fig. 5 style: CKA (left) and RSA (right) of one pair over epochs, one curve per run
+    (e.g. per tau or per batch size). ``curves`` = [(label, metric rows)]."""
+    plt = _plt()
+    with _style():
+        fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), sharex=True)
+        for i, (label, rows) in enumerate(curves):
+            sel = [r for r in rows if str(r.get("pair")) == pair and r.get("split") == split]
+            col = _EXTRA[i % len(_EXTRA)] if i >= 3 else ("#0072B2", "#D55E00", "#009E73")[i]
+            for ax, metric in zip(axes, ("cka", "rsa")):
+                xs, ys = _series(sel, "epoch", metric)
+                ax.plot(xs, ys, "-o", color=col, label=label)
+        for ax, metric in zip(axes, ("CKA", "RSA")):
+            ax.set_xlabel("epoch")
+            ax.set_title(f"{pair} {metric}")
+        axes[1].legend(fontsize=7)
+        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+        return _save(fig, stem)
+
+
+def plot_weight_gap(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path,
+                    key: str = "weight_gap_mean") -> list[Path]:
+    """Fig. 6 style: average relative weight gap (Sec. 5.1) between the contrastive model and each other model
+    over epochs, one panel per run."""
+    plt = _plt()
+    n = len(runs)
+    with _style():
+        fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.6, 3.0), squeeze=False)
+        for j, (title, rows) in enumerate(runs):
+            sel = [r for r in rows if r.get("split") == "train"]
+            pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
+            for i, p in enumerate(pairs):
+                xs, ys = _series([r for r in sel if str(r["pair"]) == p], "epoch", key)
+                axes[0, j].plot(xs, ys, "-o", color=_partner_color(p, i), label=p)
+            axes[0, j].set_title(title, fontsize=8.5)
+            axes[0, j].set_xlabel("epoch")
+        axes[0, 0].set_ylabel("mean relative weight gap")
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle("Weight-space gap between the contrastive and the supervised models (Sec. 5.1)", fontsize=9,
+                     x=0.01, ha="left")
+        return _save(fig, stem)
