@@ -12,6 +12,7 @@ in this run only; a loaded machine (other processes on the cores) slows multi-th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,14 +53,20 @@ def setup(cfg: SigmaConfig):
     return ref, ctx, state, suite
 
 
-def time_engine(cfg: SigmaConfig, steps: int, warmup: int = 2) -> float:
+def _rates(steps: int, t0: float, c0: float) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second of this process). On a loaded machine the CPU rate is the
+    better estimate of an idle single core (with k threads it is per core-second)."""
+    return steps / (time.perf_counter() - t0), steps / max(time.process_time() - c0, 1e-9)
+
+
+def time_engine(cfg: SigmaConfig, steps: int, warmup: int = 2) -> tuple[float, float]:
     _, ctx, state, suite = setup(cfg)
     for _ in range(warmup):
         advance(state, ctx, suite)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         advance(state, ctx, suite)
-    return steps / (time.perf_counter() - t0)
+    return _rates(steps, t0, c0)
 
 
 def loop_step(S_cl, S_ns, batch, V, labels, tau, eta):
@@ -82,13 +89,13 @@ def loop_step(S_cl, S_ns, batch, V, labels, tau, eta):
             S.index_put_((rows[s].expand(2 * B), cols), -eta / B * grads[s], accumulate=True)
 
 
-def time_loop(cfg: SigmaConfig, steps: int) -> float:
+def time_loop(cfg: SigmaConfig, steps: int) -> tuple[float, float]:
     ref, ctx, state, _ = setup(cfg)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in range(steps):
         b = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
         loop_step(state.sigma_cl, state.sigma_ns, b, ctx.V, ctx.item_labels, cfg.tau, float(ctx.eta[t]))
-    return steps / (time.perf_counter() - t0)
+    return _rates(steps, t0, c0)
 
 
 def main(argv=None) -> int:
@@ -102,15 +109,19 @@ def main(argv=None) -> int:
     else:
         n, B, steps, loop_steps = 4096, 512, args.steps or 20, 2
     base = dict(n=n, classes=16, batch_size=B, steps=1000, eta=2.0, lemma5_trials=0, plot=False)
-    print(f"# bench_sigma: N={n} (M={2 * n} items), B={B}, float64, torch {torch.__version__}")
-    print("| threads | checks on (steps/s) | checks off (steps/s) | per-anchor loop (steps/s) | off / loop | on / off |")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# bench_sigma: N={n} (M={2 * n} items), B={B}, float64, torch {torch.__version__}, "
+          f"{os.cpu_count()} cpus, load average {load:.1f}")
+    print("# steps/s per wall second (per CPU second of this process in brackets)")
+    print("| threads | checks on | checks off | per-anchor loop | off / loop | on / off |")
     print("|---:|---:|---:|---:|---:|---:|")
     for th in args.threads:
         torch.set_num_threads(th)
         on = time_engine(SigmaConfig(**base, checks=True), steps)
         off = time_engine(SigmaConfig(**base, checks=False), 3 * steps)
         loop = time_loop(SigmaConfig(**base, checks=False), loop_steps)
-        print(f"| {th} | {on:.1f} | {off:.1f} | {loop:.2f} | {off / loop:.0f}x | {on / off:.2f} |")
+        print(f"| {th} | {on[0]:.1f} ({on[1]:.1f}) | {off[0]:.1f} ({off[1]:.1f}) | {loop[0]:.2f} ({loop[1]:.2f}) | "
+              f"{off[0] / loop[0]:.0f}x | {on[0] / off[0]:.2f} |")
     return 0
 
 

@@ -465,10 +465,13 @@ def _theory(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: torch.Gene
     step_dir = state.get("step_dir")
     if step_dir is not None and float(step_dir.norm()) > 0:
         dirs["last_step"] = step_dir  # w_s - w_{s-1} of the contrastive model (the last update)
-    beta = ms.estimate_beta(m_cl, views, labels, (cl, "NSCL"), cfg.tau, dirs, rel=cfg.fd_rel, anchors=cfg.anchors)
-    state["beta_run"] = max(state["beta_run"], beta.beta)
+    beta_hat = None
+    if dirs:  # none at step 0 with --beta-dirs 0 (the two models coincide, no step taken yet)
+        beta = ms.estimate_beta(m_cl, views, labels, (cl, "NSCL"), cfg.tau, dirs, rel=cfg.fd_rel, anchors=cfg.anchors)
+        beta_hat = beta.beta
+        state["beta_run"] = max(state["beta_run"], beta.beta)
     row.update({"G_hat": G_now, "G_hat_cl": g_cl.G, "G_hat_nscl": g_ns.G, "G_mean": 0.5 * (g_cl.mean + g_ns.mean),
-                "G_run": state["G_run"], "beta_hat": beta.beta, "beta_run": state["beta_run"]})
+                "G_run": state["G_run"], "beta_hat": beta_hat, "beta_run": state["beta_run"] or None})
     for tag, m in (("at_cl", m_cl), ("at_nscl", m_ns)):
         l7 = ms.lem7_check(m, views, labels, cfg.tau, state["G_run"], s.Delta, kind=cl, anchors=cfg.anchors)
         row.update({f"lem7_{k}_{tag}": v for k, v in l7.items()})
@@ -638,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "bound_vs_empirical"
     try:
         cfg = parse_config(argv)
+        if cfg.threads > 0:  # CLI process only (library code never changes the thread count)
+            torch.set_num_threads(cfg.threads)
         setup = prepare(cfg)
     except ValueError as e:
         print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

@@ -52,7 +52,8 @@ class RunConfig:
     of the loss-gap and Lem. 7 / Thm. 2 measurements.
     Training (experiments.train.TrainConfig): losses, arch, width, proj_hidden, proj_dim, batch_size, tau,
     anchors, epochs, optimizer, lr, momentum, weight_decay, warmup_epochs, grad_clip, aug_strength, device,
-    bf16, init_seed, order_seed, aug_seed. ``eval_every``: steps between evaluations (0 = once per epoch).
+    bf16, init_seed, order_seed, aug_seed; ``threads``: torch CPU threads of the CLI process (0 = default).
+    ``eval_every``: steps between evaluations (0 = once per epoch).
     Theory: ``delta`` (confidence of Cor. 3), ``pairs`` (extra "A-B" pairs to measure), ``theory`` (estimate
     G, beta and check Lem. 7 / Thm. 2 at every evaluation), ``g_pairs`` (sampled pairs for G), ``beta_dirs``
     (random finite-difference directions for beta, besides w^NSCL - w^CL and the last step), ``fd_rel``
@@ -97,6 +98,7 @@ class RunConfig:
     aug_strength: float = 0.5
     eval_every: int = 0
     device: str = "cpu"
+    threads: int = 0
     bf16: bool = False
     init_seed: int = 0
     order_seed: int = 1
@@ -168,7 +170,7 @@ class RunConfig:
         if self.ref_batch > self.ref_train:
             raise ValueError(f"ref_batch must be <= ref_train={self.ref_train}, got ref_batch={self.ref_batch}")
         for name in ("class_seed", "data_seed", "ref_seed", "init_seed", "order_seed", "aug_seed", "theory_seed",
-                     "eval_every", "beta_dirs", "theory_evals"):
+                     "eval_every", "beta_dirs", "theory_evals", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {name}={getattr(self, name)!r}")
         for name in ("width", "lr", "fd_rel"):
@@ -225,7 +227,7 @@ _KINDS: dict[str, str] = {
     "width": "float", "proj_hidden": "int", "proj_dim": "int", "batch_size": "int", "tau": "float",
     "anchors": "str", "epochs": "int", "optimizer": "str", "lr": "float", "momentum": "float",
     "weight_decay": "float", "warmup_epochs": "float", "grad_clip": "float", "aug_strength": "float",
-    "eval_every": "int", "device": "str", "bf16": "bool", "init_seed": "int", "order_seed": "int",
+    "eval_every": "int", "device": "str", "threads": "int", "bf16": "bool", "init_seed": "int", "order_seed": "int",
     "aug_seed": "int", "delta": "float", "theory": "bool", "theory_evals": "int", "g_pairs": "int", "beta_dirs": "int",
     "fd_rel": "float", "theory_seed": "int", "surrogate": "bool", "surrogate_constants": "bool",
     "lp_iters": "int", "lp_l2": "float", "out": "str", "quiet": "bool",
@@ -256,10 +258,11 @@ def _coerce(name: str, v: Any, kind: str) -> Any:
         return v
     if kind == "strlist":
         if isinstance(v, str):
-            v = [s for s in v.replace(",", " ").split() if s]
+            v = [v]
         if not isinstance(v, (list, tuple)) or not all(isinstance(s, str) for s in v):
             raise bad
-        return tuple(s.strip() if name == "pairs" else s.strip().upper() for s in v)
+        parts = [t for s in v for t in s.replace(",", " ").split() if t]  # "CL,NSCL" or ["CL", "NSCL"]
+        return tuple(t.upper() for t in parts)
     raise AssertionError(kind)
 
 
@@ -375,6 +378,8 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g.add_argument("--aug-strength", dest="aug_strength", type=float)
     g.add_argument("--eval-every", dest="eval_every", type=int, help="steps between evaluations (0 = every epoch)")
     g.add_argument("--device", help="cpu (default), auto, cuda, cuda:N")
+    g.add_argument("--threads", type=int, help="torch CPU threads for this process (0 = torch's default; 1 is "
+                   "much faster for tiny models on a busy machine)")
     _bool_flag(g, "bf16", "bf16 autocast (CUDA only)")
     g.add_argument("--init-seed", dest="init_seed", type=int)
     g.add_argument("--order-seed", dest="order_seed", type=int)

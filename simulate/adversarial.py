@@ -37,7 +37,7 @@ Delta = 2 e^{2/tau} (1/C + eps)/(1 - 1/C - eps) with eps = ``eps`` (number), eps
 from __future__ import annotations
 
 import argparse
-import itertools
+import contextlib
 import json
 import math
 import sys
@@ -94,6 +94,24 @@ DTYPE = torch.float64
 
 # ----------------------------------------------------------------------------------------------------------
 # batches
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily set torch's intra-op threads (restored on exit); ``None`` leaves them alone.
+
+    The tensors here are tiny (d < 100): on a busy machine multi-threaded LAPACK calls (eigvalsh) are up to
+    ~50x slower than single-threaded ones.
+    """
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclass(frozen=True)
@@ -375,7 +393,11 @@ def _l2_pair(prob, x, xp, tau, Delta, kind):
 
 
 def _l2_hess(prob, x, xp, tau, Delta, kind):
-    lhs = torch.linalg.matrix_norm(prob.step_operator(kind, x, tau), ord=2)
+    M = prob.step_operator(kind, x, tau)
+    if bool(torch.all(prob.mult == prob.mult[0])):
+        lhs = torch.linalg.eigvalsh(M)[-1]  # M = c H is symmetric PSD: spectral norm = top eigenvalue
+    else:
+        lhs = torch.linalg.matrix_norm(M, ord=2)
     rhs = torch.tensor(1.0 / (2 * tau * tau * prob.B), dtype=DTYPE)
     return lhs / rhs, lhs, rhs
 
@@ -524,7 +546,7 @@ def maximize_box(
     best_v, best_z = -math.inf, x0s[0] if x0s else np.zeros(dim)
     for z0 in x0s:
         res = minimize(f_and_g, z0, jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * dim,
-                       options={"maxiter": maxiter})  # fmt: skip
+                       options={"maxiter": maxiter, "maxfun": 3 * maxiter})  # fmt: skip
         z = np.clip(res.x, -1.0, 1.0)
         with torch.no_grad():
             v = float(fun(torch.as_tensor(z, dtype=DTYPE)))
@@ -578,9 +600,11 @@ def search_claim(
     restarts: int = 4,
     starts: Sequence[np.ndarray] = (),
     maxiter: int = 200,
+    pair_random_starts: int | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray | None]:
     """Maximise ``obj`` over the box; returns (ratio, x, x' or None). ``starts``: extra starting points
-    (concatenated (x, x') for pair objectives)."""
+    (concatenated (x, x') for pair objectives); pair objectives also start from ``pair_random_starts``
+    (default restarts // 2, at least 1) random points x with x' = x + small noise."""
     d = prob.d
     if obj.pair:
         def fun(z):
@@ -588,7 +612,8 @@ def search_claim(
             return _scalar(obj, obj.fn(prob, x, xp, tau, Delta)[0])
 
         starts = list(starts)
-        for _ in range(max(1, restarts // 2)):
+        n_near = max(1, restarts // 2) if pair_random_starts is None else pair_random_starts
+        for _ in range(n_near):
             x0 = rng.uniform(-1, 1, size=d)
             starts.append(np.concatenate([x0, np.clip(x0 + 0.05 * rng.standard_normal(d), -1, 1)]))
         v, z = maximize_box(fun, 2 * d, rng, restarts=restarts, starts=starts, maxiter=maxiter)
@@ -642,8 +667,11 @@ def run_adversarial(
     seed: int = 0,
     out_dir: Path | None = None,
     quiet: bool = False,
+    threads: int | None = 1,
 ) -> list[ClaimResult]:
     """Run every objective of ``claims`` on every (tau, composition, sigma); optionally save results.
+
+    ``threads``: torch intra-op threads during the search (restored afterwards; ``None``: unchanged).
 
     Writes into ``out_dir``: adversarial.json (config, one record per objective, per-claim summary) and
     adversarial.npz (arrays ``<rid>__x`` and ``<rid>__xp`` of the maximisers).
@@ -665,37 +693,42 @@ def run_adversarial(
                 jobs.append((tau, comp, batch, sigma))
     results: list[ClaimResult] = []
     n = 0
-    for tau, comp, batch, sigma in tqdm(jobs, disable=quiet, desc="adversarial"):
-        prob = build_problem(batch, sigma=sigma, sym_grad=sym_grad, ids=ids, diag=diag)
-        e, note = _resolve_eps(batch, C, eps, delta, steps)
-        Delta = None if e is None else delta_from_eps(C, e, tau)
-        for claim in claims:
-            if claim in ("L6", "L8") and Delta is None:
-                results.append(ClaimResult(
-                    f"r{n}", claim, "skipped", "-", comp, sigma, sym_grad, ids, diag, B, C, tau, e, None, None,
-                    math.nan, math.nan, math.nan, True, asdict(batch), prob.d, note,
-                ))  # fmt: skip
-                n += 1
-                continue
-            hess_x: dict[str, np.ndarray] = {}
-            for obj in claim_objectives(claim, prob):
-                if obj.per_anchor and sigma != sigmas[0]:
-                    continue  # per-anchor quantities do not depend on the Sigma parameterisation
-                if obj.claim == "L2" and obj.pair:
-                    # sup of the pair ratio = sup of the local operator norm (mean value theorem): polish
-                    # from the Hessian maximiser plus one random start
-                    st = [hessian_pair_start(prob, obj.kind, hess_x[obj.kind], tau)] if obj.kind in hess_x else []
-                    v, x, xp = search_claim(obj, prob, tau, Delta, rng, 1, starts=st, maxiter=60)
-                else:
-                    v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
-                if obj.claim == "L2" and not obj.pair:
-                    hess_x[obj.kind] = x
-                r, lhs, rhs, anchor = evaluate_objective(obj, prob, x, xp, tau, Delta)
-                results.append(ClaimResult(
-                    f"r{n}", claim, obj.variant, obj.kind, comp, sigma, sym_grad, ids, diag, B, C, tau, e, Delta,
-                    anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d, "", x, xp,
-                ))  # fmt: skip
-                n += 1
+    with torch_threads(threads):
+        for tau, comp, batch, sigma in tqdm(jobs, disable=quiet, desc="adversarial"):
+            prob = build_problem(batch, sigma=sigma, sym_grad=sym_grad, ids=ids, diag=diag)
+            e, note = _resolve_eps(batch, C, eps, delta, steps)
+            Delta = None if e is None else delta_from_eps(C, e, tau)
+            for claim in claims:
+                if claim in ("L6", "L8") and Delta is None:
+                    results.append(ClaimResult(
+                        f"r{n}", claim, "skipped", "-", comp, sigma, sym_grad, ids, diag, B, C, tau, e, None, None,
+                        math.nan, math.nan, math.nan, True, asdict(batch), prob.d, note,
+                    ))  # fmt: skip
+                    n += 1
+                    continue
+                hess_x: dict[str, np.ndarray] = {}
+                for obj in claim_objectives(claim, prob):
+                    if obj.per_anchor and sigma != sigmas[0]:
+                        continue  # per-anchor quantities do not depend on the Sigma parameterisation
+                    if obj.claim == "L2" and obj.pair:
+                        # sup of the pair ratio = sup of the local operator norm (mean value theorem): polish
+                        # from the Hessian maximiser (random starts only if there is none)
+                        if obj.kind in hess_x:
+                            st = [hessian_pair_start(prob, obj.kind, hess_x[obj.kind], tau)]
+                            v, x, xp = search_claim(obj, prob, tau, Delta, rng, 0, starts=st, maxiter=30,
+                                                    pair_random_starts=0)  # fmt: skip
+                        else:
+                            v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
+                    else:
+                        v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
+                    if obj.claim == "L2" and not obj.pair:
+                        hess_x[obj.kind] = x
+                    r, lhs, rhs, anchor = evaluate_objective(obj, prob, x, xp, tau, Delta)
+                    results.append(ClaimResult(
+                        f"r{n}", claim, obj.variant, obj.kind, comp, sigma, sym_grad, ids, diag, B, C, tau, e, Delta,
+                        anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d, "", x, xp,
+                    ))  # fmt: skip
+                    n += 1
     if out_dir is not None:
         save_results(results, Path(out_dir), config=dict(
             claims=list(claims), B=B, C=C, taus=taus, compositions=list(compositions), sigmas=list(sigmas),

@@ -89,6 +89,12 @@ CLAIMS: dict[str, dict] = {
     "L3_batch": dict(paper="Lem. 3, Eq. 13", kind="le", unit="step x run",
                      statement="||G||_F <= (1/tau) sqrt(2/B)", premise="none",
                      note="uses Lem. 1; anchors sharing rows / symmetric coupling can exceed it"),
+    "L3_nscl_display": dict(paper="Lem. 3 proof, NSCL case", kind="eq", unit="anchor",
+                            statement="NSCL logit gradient: ||grad ell_i||_2^2 = sum_neg q_j^2 / tau^2 (the proof's display, "
+                                      "gradient q/tau on negatives and 0 elsewhere)",
+                            premise="the anchor has >= 1 negative",
+                            note="the display omits the -1/tau on the positive coordinate (not in the NSCL denominator): "
+                                 "the true value is (1 + ||q||^2)/tau^2; the lemma's bound 2/tau^2 still holds (see L3)"),
     "L4": dict(paper="Lem. 4", kind="le", unit="anchor",
                statement="|S| e^{-1/tau} <= Z_S <= |S| e^{1/tau} (S = same-class, other-class, all denominator keys) and "
                          "e^{-2/tau} n_pos/n_neg <= Z_pos/Z_neg <= e^{2/tau} n_pos/n_neg, at Sigma^CL; ratio = worst sub-bound",
@@ -165,7 +171,7 @@ CLAIMS: dict[str, dict] = {
 }
 CLAIM_ORDER = list(CLAIMS)
 # per-step claims whose ratio goes into steps.csv
-_STEP_CLAIMS = ("L1", "L2", "L2_CL", "L2_jac", "L3", "L3_batch", "L4", "Cor3", "Cor3_excl", "Cor3_mass", "L6",
+_STEP_CLAIMS = ("L1", "L2", "L2_CL", "L2_jac", "L3", "L3_batch", "L3_nscl_display", "L4", "Cor3", "Cor3_excl", "Cor3_mass", "L6",
                 "L6_l2", "L6_identity", "L8", "L8_A", "Thm1_rec")
 
 
@@ -314,6 +320,8 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims["L6"] = _eval(rg.l1, Delta, prem & has_neg)
     claims["L6_l2"] = _eval(rg.l2, Delta, prem & has_neg)
     claims["L6_identity"] = _eval(rg.l1, 2.0 * ms.alpha, has_neg)
+    g2 = st.g_ns * st.g_ns  # NSCL logit gradients at Sigma^NSCL
+    claims["L3_nscl_display"] = _eval(g2.sum(1), (g2 * g.den_ns).sum(1), (g.den_ns.any(1)))
 
     # Lem. 8 and the Thm. 1 recurrence (step-level premise)
     prem_step = bool(prem.all())
@@ -725,10 +733,14 @@ def format_verdict_table(doc: dict, width: int = 110) -> str:
         note = o.get("note", "")
         if len(note) > width:
             note = note[: width - 3] + "..."
+        note = note.replace("|", "\\|")  # markdown cell
         pf = str(o["premise_failed"])
         if o["premise_failed"]:
             pf += f" (max {_fmt_ratio(o.get('max_ratio_outside_premise'))}, {o.get('violations_outside_premise', 0)} viol.)"
-        lines.append(f"| {cid} | {o['evaluated']} | {_fmt_ratio(o['max_ratio'])} | {_holds_str(o['holds'])} | "
+        mx = _fmt_ratio(o["max_ratio"])
+        if o.get("kind") == "eq" and o["evaluated"]:
+            mx = f"{_fmt_ratio(o.get('min_ratio'))}..{mx} (dev {_eq_dev(o):.2g})"
+        lines.append(f"| {cid} | {o['evaluated']} | {mx} | {_holds_str(o['holds'])} | "
                      f"{o['violations']} | {pf} | {note} |")
     return "\n".join(lines)
 
@@ -749,38 +761,58 @@ _LABEL_KEYS = ("views", "view_slots", "sigma", "replacement", "project", "eta_sc
                "batch_size", "n", "classes", "steps", "separation")
 
 
-def compare_checks(run_dirs: list[str | Path]) -> str:
-    """Markdown table of several runs' checks side by side; columns labelled by the options that differ.
+def _eq_dev(o: dict) -> float:
+    """max |LHS/RHS - 1| of an "==" claim."""
+    lo, hi = o.get("min_ratio"), o.get("max_ratio")
+    return max(abs(float(lo) - 1.0) if lo is not None else 0.0, abs(float(hi) - 1.0) if hi is not None else 0.0)
 
-    Cell: "yes 0.42" (holds, max ratio), "NO 1.7 (12/3000)" (violations / evaluated), "n/a".
+
+def _cell(o: dict | None) -> str:
+    if o is None or o.get("evaluated", 0) == 0 or o.get("holds") is None:
+        return "n/a"
+    if o.get("kind") == "eq":
+        val = f"dev={_eq_dev(o):.2g}"
+    else:
+        val = _fmt_ratio(o["max_ratio"])
+    if o["holds"]:
+        return f"yes {val}"
+    return f"NO {val} ({o['violations']}/{o['evaluated']})"
+
+
+def _run_label(cfg: dict, differing: list[str], fallback: str) -> str:
+    from .engine import SigmaConfig
+
+    d = SigmaConfig().to_dict()
+    parts = []
+    for k in differing:
+        if k == "view_slots" and cfg.get("views") == "identity":
+            continue
+        if cfg.get(k) != d.get(k):
+            v = cfg.get(k)
+            parts.append(k if v is True else (f"no-{k}" if v is False else f"{k}={v}"))
+    return ", ".join(parts) if parts else ("defaults" if differing else fallback)
+
+
+def compare_checks(run_dirs: list[str | Path]) -> str:
+    """Markdown table of several runs' checks side by side; a column is labelled by its options that differ
+    from the SigmaConfig defaults (among the options that differ between the runs).
+
+    Cell: "yes 0.42" (holds, max LHS/RHS), "NO 1.7 (12/3000)" (violations / evaluated), "n/a"; for the "=="
+    claims the range min..max of LHS/RHS.
     """
     if not run_dirs:
         raise ValueError("compare needs at least one run directory")
     docs = [load_checks(d) for d in run_dirs]
     cfgs = [c["config"] for _, c in docs]
     differing = [k for k in _LABEL_KEYS if len({json.dumps(c.get(k)) for c in cfgs}) > 1]
-    labels = []
-    for d, c in zip(run_dirs, cfgs):
-        lab = ", ".join(f"{k}={c.get(k)}" for k in differing) if differing else Path(d).name
-        labels.append(lab or Path(d).name)
-    head = "| claim | " + " | ".join(labels) + " |"
-    sep = "|---|" + "---|" * len(labels)
-    lines = [head, sep]
+    labels = [_run_label(c, differing, Path(d).name) for d, c in zip(run_dirs, cfgs)]
+    lines = ["| claim | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for cid in CLAIM_ORDER:
-        cells = []
-        for ch, _ in docs:
-            o = ch.get(cid)
-            if o is None or o.get("evaluated", 0) == 0 or o.get("holds") is None:
-                cells.append("n/a")
-                continue
-            if o["holds"]:
-                cells.append(f"yes {_fmt_ratio(o['max_ratio'])}")
-            else:
-                cells.append(f"NO {_fmt_ratio(o['max_ratio'])} ({o['violations']}/{o['evaluated']})")
-        lines.append(f"| {cid} | " + " | ".join(cells) + " |")
+        lines.append(f"| {cid} | " + " | ".join(_cell(ch.get(cid)) for ch, _ in docs) + " |")
     common = {k: cfgs[0].get(k) for k in _LABEL_KEYS if k not in differing}
     lines.append("")
     lines.append("common options: " + ", ".join(f"{k}={v}" for k, v in common.items()))
-    lines.append("cells: holds + max LHS/RHS (ratio <= 1 holds; '==' claims: max LHS/RHS, violated when != 1); "
-                 "NO = violated (violations/evaluated)")
+    lines.append("cells: holds + max LHS/RHS (ratio <= 1 holds; '==' claims: dev = max abs(LHS/RHS - 1), violated when "
+                 "> 1e-9); NO = violated (violations/evaluated); n/a = not evaluated (premise never held / not "
+                 "applicable)")
     return "\n".join(lines)

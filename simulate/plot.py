@@ -57,7 +57,7 @@ def plot_sigma_run(run_dir: str | Path, out_stem: str | Path | None = None, styl
     evals = read_csv(run / "evals.csv") if (run / "evals.csv").is_file() else {}
     stem = Path(out_stem) if out_stem is not None else run / "sigma_descent"
     with plt.style.context(style):
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.0, 4.4))
         if steps:
             t = steps["step"] + 1
             a0.plot(t, _positive(steps["drift_fro"]), label=r"measured $\|\Sigma^{CL}-\Sigma^{NSCL}\|_F$", color="k")
@@ -70,7 +70,7 @@ def plot_sigma_run(run_dir: str | Path, out_stem: str | Path | None = None, styl
             a0.set_xlabel("step t")
             a0.set_ylabel("Frobenius drift")
             a0.set_title("(a) similarity drift vs Thm. 1")
-            a0.legend(loc="lower right")
+            a0.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         if evals and "cka" in evals:
             te = evals["step"]
             a1.plot(te, evals["cka"], "o-", label="CKA", color="#0072B2")
@@ -88,7 +88,7 @@ def plot_sigma_run(run_dir: str | Path, out_stem: str | Path | None = None, styl
             a1.set_xlabel("step t")
             a1.set_ylabel("alignment")
             a1.set_title("(b) CKA / RSA vs certificates")
-            a1.legend(loc="best")
+            a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
         for p in paths:
             fig.savefig(p)

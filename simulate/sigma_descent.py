@@ -1,6 +1,6 @@
 """CLI: coupled CL / NSCL similarity descent (Eq. 1) with per-step checks of the paper's lemmas.
 
-    python -m simulate.sigma_descent                         # defaults (~15-30 s on 2 cores), runs/sigma_descent
+    python -m simulate.sigma_descent                         # defaults: ~20 s wall on 2 busy cores, runs/sigma_descent
     python -m simulate.sigma_descent --project clip --out runs/sigma_clip
     python -m simulate.sigma_descent --compare runs/sigma_descent runs/sigma_clip   # markdown side by side
 

@@ -281,7 +281,7 @@ def test_run_checks_json_and_compare(tmp_path):
         for cid in ("Cor1_meas", "Cor1_exact", "Cor2_meas", "Cor2_exact", "Thm1_gap", "L2_jac", "L6_identity"):
             assert res.checks[cid]["holds"] is True, cid
     table = compare_checks([tmp_path / "a", tmp_path / "b"])
-    assert "replacement=False" in table and "sigma=symmetric" in table
+    assert "no-replacement" in table and "sigma=symmetric" in table
     l1 = next(line for line in table.splitlines() if line.startswith("| L1 |"))
     assert "yes" in l1 and "NO" in l1
     with pytest.raises(ValueError, match="not found"):
@@ -312,3 +312,21 @@ def test_lemma2_lipschitz_constant_fails_when_anchors_share_a_row():
     st2 = compute_step(S_cl, S_ns, geom2, TAU)
     claims2, _ = step_claims(st2, consts_for(geom2.B), 3, eps * math.sqrt(2), 0.0, 1.0)
     assert float(claims2["L2"].ratio[0]) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_lemma3_nscl_display_omits_positive_coordinate():
+    """Lem. 3's NSCL case writes the gradient as q/tau on negatives; the loss -s_ii'/tau + lse_neg also has
+    d/ds_ii' = -1/tau, so ||grad||^2 = (1 + ||q||^2)/tau^2 (still <= 2/tau^2)."""
+    batch, geom, S_cl, S_ns = make_case(*CASES["distinct"][:3])
+    st = compute_step(S_cl, S_ns, geom, TAU)
+    claims, _ = step_claims(st, consts_for(geom.B), 3, 0.1, 0.1, 1.0)
+    ev = claims["L3_nscl_display"]
+    for s in range(geom.B):
+        P = S_ns.clone().requires_grad_(True)
+        loop_anchor_loss(P, geom, s, "NSCL").backward()
+        full = float((P.grad ** 2).sum())
+        q2 = full - 1.0 / TAU**2  # the positive coordinate carries exactly -1/tau
+        assert float(ev.lhs[s]) == pytest.approx(full, rel=1e-12)
+        assert float(ev.rhs[s]) == pytest.approx(q2, rel=1e-10)
+        assert full <= 2.0 / TAU**2
+    assert float(ev.ratio.min()) > 2.0  # the display is off by the 1/tau^2 term

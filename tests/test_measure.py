@@ -15,6 +15,15 @@ from experiments.models import build_simclr_model
 from theory.losses import simclr_sim
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is several times faster on a busy 2-core machine (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _tiny_model(arch: str = "mlp", seed: int = 0, size: int = 6):
     m = build_simclr_model(arch, in_channels=3, width=0.05, image_size=size, proj_hidden=8, proj_dim=5, seed=seed)
     m.train()
@@ -97,12 +106,12 @@ def test_linear_probe_separable_and_nccc():
     yte = torch.arange(80) % 4
     Xtr = means[ytr] + torch.randn(200, 10, generator=g)
     Xte = means[yte] + torch.randn(80, 10, generator=g)
-    assert ms.linear_probe_accuracy(Xtr, ytr, Xte, yte, max_iter=100) >= 0.99
+    assert ms.linear_probe_accuracy(Xtr, ytr, Xte, yte, max_iter=30) >= 0.99
     assert ms.nccc(Xtr, ytr, Xte, yte) >= 0.99
     # label-free features: chance level, and the probe is deterministic in its seed
     Xr = torch.randn(200, 10, generator=g)
-    a1 = ms.linear_probe_accuracy(Xr, ytr, Xte, yte, seed=1)
-    assert a1 == ms.linear_probe_accuracy(Xr, ytr, Xte, yte, seed=1)
+    a1 = ms.linear_probe_accuracy(Xr, ytr, Xte, yte, seed=1, max_iter=20)
+    assert a1 == ms.linear_probe_accuracy(Xr, ytr, Xte, yte, seed=1, max_iter=20)
     assert a1 < 0.6
     with pytest.raises(ValueError):
         ms.linear_probe_accuracy(Xtr, ytr[:10], Xte, yte)

@@ -93,6 +93,19 @@ def test_chunking_matches_single_chunk(chunk: int | None) -> None:
     assert abs(linear_cka(X, Y, True, chunk_size=chunk) - linear_cka(X, Y, True, chunk_size=53)) < 1e-12
 
 
+def test_default_chunking_many_chunks_matches_nxn() -> None:
+    """N = 2500 > the default 1024-row chunk: several chunks, compared with the N x N definitions."""
+    rng = np.random.default_rng(33)
+    X, Y = features(rng, 2500, 4, 3)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    V = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    S1, S2 = U @ U.T, V @ V.T
+    c, r = cka_rsa(X, Y)
+    assert abs(c - cka_gram(S1, S2)) < 1e-10
+    assert abs(r - rsa_gram(S1, S2)) < 1e-10
+    assert abs(c - cka_rsa(X, Y, chunk_size=2500)[0]) < 1e-13
+
+
 @pytest.mark.parametrize("via_numpy", [True, False])
 def test_torch_input_matches_numpy(via_numpy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU tensors normally take the numpy/BLAS path; via_numpy=False runs the torch (CUDA) code on CPU."""
@@ -139,7 +152,8 @@ def test_near_identical_rows_against_mpmath() -> None:
     def sigma(Z):
         rows = [[mpmath.mpf(float(v)) for v in z] for z in Z]
         nr = [mpmath.sqrt(sum(v * v for v in r)) for r in rows]
-        return [[sum(a * b for a, b in zip(rows[i], rows[j])) / (nr[i] * nr[j]) for j in range(n)] for i in range(n)]
+        dot = lambda i, j: sum(a * b for a, b in zip(rows[i], rows[j]))  # noqa: E731
+        return [[dot(i, j) / (nr[i] * nr[j]) for j in range(n)] for i in range(n)]
 
     A, B = sigma(X), sigma(Y)
 
@@ -264,7 +278,8 @@ def test_linear_cka_equals_kornblith_gram_form() -> None:
 
 def hsic_u_loop(K: np.ndarray, L: np.ndarray) -> float:
     """Unbiased HSIC (Song et al. 2012) as the U-statistic over distinct index tuples, by python loops:
-    (n)_2^-1 sum_{i!=j} k_ij l_ij + (n)_4^-1 sum_{i,j,q,r distinct} k_ij l_qr - 2 (n)_3^-1 sum_{i,j,q distinct} k_ij l_iq."""
+    (n)_2^-1 sum_{i!=j} k_ij l_ij + (n)_4^-1 sum_{i,j,q,r distinct} k_ij l_qr
+    - 2 (n)_3^-1 sum_{i,j,q distinct} k_ij l_iq."""
     n = K.shape[0]
     t1 = sum(K[i, j] * L[i, j] for i, j in itertools.permutations(range(n), 2))
     t2 = sum(K[i, j] * L[q, r] for i, j, q, r in itertools.permutations(range(n), 4))

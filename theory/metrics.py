@@ -121,6 +121,12 @@ def _as_2d(fn: str, name: str, x: object) -> Any:
     return a
 
 
+def _pair(fn: str, X: object, Y: object) -> tuple[Any, Any]:
+    """Validate both feature matrices; keep "Y is X" (one pass over the data instead of two)."""
+    Xa = _as_2d(fn, "X", X)
+    return Xa, (Xa if Y is X else _as_2d(fn, "Y", Y))
+
+
 def _match_backend(fn: str, X: Any, Y: Any) -> tuple[Any, Any]:
     """Both numpy, or both torch on one device (a numpy partner is moved to the tensor's device)."""
     tx, ty = _is_torch(X), _is_torch(Y)
@@ -137,13 +143,16 @@ def _match_backend(fn: str, X: Any, Y: Any) -> tuple[Any, Any]:
 
 
 def _compute_dtype(fn: str, like: Any, dtype: Any) -> Any:
-    """float64 by default; float32 / float64 given as numpy, torch or string dtype. torch dtype for torch input."""
+    """float64 by default; float32 / float64 as a numpy, torch or string dtype (torch dtype for torch input)."""
     t = _torch()
     if dtype is None:
         name = "float64"
     else:
         try:
-            name = str(dtype).replace("torch.", "") if t is not None and isinstance(dtype, t.dtype) else np.dtype(dtype).name
+            if t is not None and isinstance(dtype, t.dtype):
+                name = str(dtype).replace("torch.", "")
+            else:
+                name = np.dtype(dtype).name
         except TypeError:
             name = repr(dtype)
         if name not in ("float32", "float64"):
@@ -435,7 +444,7 @@ def _moments_torch(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms) -> 
             if normalize:
                 bad |= nrm2 == 0
                 ub.div_(nrm2.sqrt()[:, None])
-                q = torch.tensor(float(e - s), dtype=acc, device=dev)
+                q = float(e - s)
             else:
                 q = nrm2.sum(dtype=acc)
             return ub, q, nrm2, bad
@@ -498,7 +507,7 @@ def _sq(a: np.ndarray) -> float:
 
 
 def _check_centred(fn: str, mo: _Moments, which: str, rsa: bool = False) -> None:
-    """Raise if H Sigma H = 0 within rounding: tr(C) <= (1024 eps)^2 sum_i ||x_i||^2 (rows identical up to scale)."""
+    """Raise if H Sigma H = 0 within rounding: tr(C) <= (1024 eps)^2 sum_i ||x_i||^2 (rows equal up to scale)."""
     c, total = (mo.cxx, mo.sq_total_x) if which == "X" else (mo.cyy, mo.sq_total_y)
     tr = float(np.trace(c))
     if tr <= (_TOL_EPS * mo.eps) ** 2 * total:
@@ -562,7 +571,7 @@ def cka(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None) -> 
     chunk_size: rows per chunk (None: automatic). dtype: compute dtype (default float64).
     Raises ValueError for N < 2, mismatched N, zero / non-finite rows, H Sigma H = 0.
     """
-    X, Y = _as_2d("cka", "X", X), _as_2d("cka", "Y", Y)
+    X, Y = _pair("cka", X, Y)
     _check_n("cka", X, Y, 2)
     mo = _moments("cka", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype)
     return _cka_from(mo, "cka")
@@ -581,7 +590,7 @@ def rsa(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None) -> 
     chunk_size, dtype: as in ``cka``.
     Raises ValueError for N < 3, mismatched N, zero / non-finite rows, constant off-diagonal Sigma.
     """
-    X, Y = _as_2d("rsa", "X", X), _as_2d("rsa", "Y", Y)
+    X, Y = _pair("rsa", X, Y)
     _check_n("rsa", X, Y, 3)
     mo = _moments("rsa", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype, rownorms=True)
     return _rsa_from(mo, "rsa")
@@ -592,7 +601,7 @@ def cka_rsa(X: Any, Y: Any, *, chunk_size: int | None = None, dtype: Any = None)
 
     Shape: X (N, dx), Y (N, dy). Raises as ``cka`` and ``rsa`` (N >= 3).
     """
-    X, Y = _as_2d("cka_rsa", "X", X), _as_2d("cka_rsa", "Y", Y)
+    X, Y = _pair("cka_rsa", X, Y)
     _check_n("cka_rsa", X, Y, 3)
     mo = _moments("cka_rsa", X, Y, normalize=True, chunk_size=chunk_size, dtype=dtype, rownorms=True)
     return _cka_from(mo, "cka_rsa"), _rsa_from(mo, "cka_rsa")
@@ -623,7 +632,7 @@ def linear_cka(
     if not isinstance(debiased, (bool, np.bool_)):
         raise ValueError(f"linear_cka: debiased must be a bool, got debiased={debiased!r}")
     fn = "linear_cka"
-    X, Y = _as_2d(fn, "X", X), _as_2d(fn, "Y", Y)
+    X, Y = _pair(fn, X, Y)
     n = _check_n(fn, X, Y, 4 if debiased else 2)
     mo = _moments(fn, X, Y, normalize=False, chunk_size=chunk_size, dtype=dtype, rownorms=bool(debiased))
     for which in ("X", "Y"):
@@ -707,7 +716,8 @@ def cka_gram(S1: Any, S2: Any) -> float:
     CKA = <H S1 H, H S2 H>_F / (||H S1 H||_F ||H S2 H||_F),  H = I - (1/N) 1 1^T.
     (H S H)_ij = S_ij - rowmean_i - colmean_j + grandmean; computed explicitly in float64 row blocks
     (two passes, no cancellation-prone expansion). S1, S2 need not be symmetric nor in [-1, 1] (the
-    Sigma-space simulation evolves ordered pairs freely, Eq. 1).
+    Sigma-space simulation evolves ordered pairs freely, Eq. 1); for such non-PSD S the value can be
+    negative (the [0, 1] range of Sec. 4.1 holds for PSD S, e.g. cosine matrices).
 
     Shape: S1 (N, N), S2 (N, N); numpy or torch. N >= 2.
     Raises ValueError if ||H S H||_F <= 1024 eps ||S||_F (zero within rounding, e.g. all rows equal).
@@ -717,7 +727,7 @@ def cka_gram(S1: Any, S2: Any) -> float:
     blk = max(1, _GRAM_BLOCK_ELEMS // n)
     stats = []
     for name, S in (("S1", S1), ("S2", S2)):
-        row = [] 
+        row = []
         col = 0.0
         for r0 in range(0, n, blk):
             b = _block_f64(S, r0, min(n, r0 + blk))
@@ -859,7 +869,8 @@ def nccc_accuracy(
     Xtr, Xte = _as_2d(fn, "train_feats", train_feats), _as_2d(fn, "test_feats", test_feats)
     if Xtr.shape[1] != Xte.shape[1]:
         raise ValueError(
-            f"{fn}: train_feats and test_feats must have the same dimension, got {Xtr.shape[1]} and {Xte.shape[1]}"
+            f"{fn}: train_feats and test_feats must have the same dimension, "
+            f"got {Xtr.shape[1]} and {Xte.shape[1]}"
         )
     if Xtr.shape[0] < 1 or Xte.shape[0] < 1:
         raise ValueError(f"{fn}: needs >= 1 train and test row, got {Xtr.shape[0]} and {Xte.shape[0]}")
@@ -868,7 +879,9 @@ def nccc_accuracy(
     classes, inv = np.unique(ytr, return_inverse=True)
     missing = np.setdiff1d(np.unique(yte), classes)
     if missing.size:
-        raise ValueError(f"{fn}: test label {int(missing[0])} has no training example (classes {classes.tolist()[:10]}...)")
+        raise ValueError(
+            f"{fn}: test label {int(missing[0])} has no training example (training classes: {classes.size})"
+        )
     Xtr, Xte = _match_backend(fn, Xtr, Xte)
     n_cls = classes.size
     torch_in = _is_torch(Xtr)
@@ -952,7 +965,7 @@ def relative_weight_gap(
     model_b_state: Mapping[str, Any],
     keys: Iterable[str] | None = None,
 ) -> WeightGap:
-    """Relative weight gap between two models (Sec. 5.1):  sum_l ||w_a^l - w_b^l||_F / (0.5(||w_a^l||_F + ||w_b^l||_F)).
+    """Relative weight gap (Sec. 5.1):  sum_l ||w_a^l - w_b^l||_F / (0.5 (||w_a^l||_F + ||w_b^l||_F)).
 
     Operates on state_dict-style mappings name -> tensor/array; each entry is one "layer" l (weights and
     biases are separate entries). keys=None uses every floating-point entry present in both, except
@@ -985,7 +998,8 @@ def relative_weight_gap(
         sel = list(keys)
         for k in sel:
             if k not in model_a_state or k not in model_b_state:
-                raise ValueError(f"{fn}: key {k!r} missing from {'model_a_state' if k not in model_a_state else 'model_b_state'}")
+                where = "model_a_state" if k not in model_a_state else "model_b_state"
+                raise ValueError(f"{fn}: key {k!r} missing from {where}")
     if not sel:
         raise ValueError(f"{fn}: no floating-point weights selected")
     gaps: dict[str, float] = {}
@@ -997,10 +1011,12 @@ def relative_weight_gap(
             t = _torch()
             a = t.as_tensor(a).to(t.float64)
             b = t.as_tensor(b).to(device=a.device, dtype=t.float64)
-            na, nb, nd = float(t.linalg.vector_norm(a)), float(t.linalg.vector_norm(b)), float(t.linalg.vector_norm(a - b))
+            na, nb = float(t.linalg.vector_norm(a)), float(t.linalg.vector_norm(b))
+            nd = float(t.linalg.vector_norm(a - b))
         else:
             a, b = a.astype(np.float64), b.astype(np.float64)
-            na, nb, nd = float(np.linalg.norm(a.ravel())), float(np.linalg.norm(b.ravel())), float(np.linalg.norm((a - b).ravel()))
+            na, nb = float(np.linalg.norm(a.ravel())), float(np.linalg.norm(b.ravel()))
+            nd = float(np.linalg.norm((a - b).ravel()))
         if not (math.isfinite(na) and math.isfinite(nb) and math.isfinite(nd)):
             raise ValueError(f"{fn}: {k!r} has non-finite weights")
         gaps[k] = 0.0 if na + nb == 0.0 else nd / (0.5 * (na + nb))
