@@ -19,8 +19,10 @@ has sample j_s, label y_s and an ordered slot pair (a_s, b_s). Anchor row s = it
 items (j_u, a_u), (j_u, b_u), u = 1..B, minus the anchor's own key (self mask). Positives: keys with the
 anchor's id (``ids="position"``: the element's own other view, the paper's single positive x'_i;
 ``ids="sample"``: every view of the same sample). A key that is the anchor's item itself (a duplicate
-element with the same slot) is the diagonal Sigma(i, i) = 1 (constant, ``diag="fixed"``) or a variable
-(``diag="free"``).
+element with the same slot) is the diagonal Sigma(i, i): a variable (``diag="free"``, default, as
+simulate/engine.py, which reads and updates Sigma[rows, keys] including such diagonal entries) or the
+constant 1 (``diag="fixed"``, cosine of an item with itself). These conventions (position ids, duplicates
+summed onto shared entries, symmetric update G + G^T - Diag G) are those of simulate/engine.py.
 
   sigma="ordered":   one variable per ordered pair (anchor item, key item) (Lemma 1's coordinates);
   sigma="symmetric": one variable per unordered pair; it fills both matrix entries (i,k), (k,i), so
@@ -84,7 +86,7 @@ __all__ = [
 ]
 
 CLAIMS = ("L2", "L3", "L6", "L8")
-COMPOSITIONS = ("distinct", "skewed", "duplicates", "dup-flip", "random")
+COMPOSITIONS = ("distinct", "skewed", "duplicates", "dup-flip", "one-per-class", "random")
 SIGMAS = ("ordered", "symmetric")
 SYM_GRADS = ("sum", "mean")
 IDS = ("position", "sample")
@@ -157,6 +159,7 @@ def make_batch(composition: str, B: int, C: int, rng: np.random.Generator | None
     skewed:     B distinct samples, class 0 holds ceil(B/2) of them, the rest round-robin over the others.
     duplicates: sample j_s = s // 2 (every sample drawn twice, same slots: identical anchor rows).
     dup-flip:   as duplicates, slots (0,1) / (1,0) alternating: one copy's anchor is the other's positive.
+    one-per-class: sample j_s = s mod C repeated (one sample per class, balanced, same slots).
     random:     B draws WITH replacement from N = 2C samples (class j mod C), random slot order (``rng``).
     """
     B = check_positive_int("B", B)
@@ -174,6 +177,10 @@ def make_batch(composition: str, B: int, C: int, rng: np.random.Generator | None
         j = [s // 2 for s in range(B)]
         y = [(s // 2) % C for s in range(B)]
         a = [0] * B if composition == "duplicates" else [s % 2 for s in range(B)]
+    elif composition == "one-per-class":
+        j = [s % C for s in range(B)]
+        y = list(j)
+        a = [0] * B
     elif composition == "random":
         if rng is None:
             raise ValueError("composition 'random' needs rng (numpy Generator), got rng=None")
@@ -284,7 +291,7 @@ class SigmaProblem:
 
 
 def build_problem(
-    batch: BatchSpec, sigma: str = "ordered", sym_grad: str = "sum", ids: str = "position", diag: str = "fixed"
+    batch: BatchSpec, sigma: str = "ordered", sym_grad: str = "sum", ids: str = "position", diag: str = "free"
 ) -> SigmaProblem:
     """Variables, masks and matrix multiplicities of ``batch`` (module docstring)."""
     if sigma not in SIGMAS:
@@ -659,7 +666,7 @@ def run_adversarial(
     sigmas: Sequence[str] = SIGMAS,
     sym_grad: str = "sum",
     ids: str = "position",
-    diag: str = "fixed",
+    diag: str = "free",
     eps: float | str | None = "auto",
     delta: float | None = None,
     steps: int = 1,
@@ -800,7 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sigma", default="ordered,symmetric")
     ap.add_argument("--sym-grad", default="sum", choices=SYM_GRADS)
     ap.add_argument("--ids", default="position", choices=IDS)
-    ap.add_argument("--diag", default="fixed", choices=("fixed", "free"))
+    ap.add_argument("--diag", default="free", choices=("fixed", "free"))
     ap.add_argument("--eps", default="auto", help="'auto' (smallest eps for which the batch is in the event) or a number")
     ap.add_argument("--delta", type=float, default=None, help="use eps = eps_{B,delta} with --steps (overrides --eps)")
     ap.add_argument("--steps", type=int, default=1, help="T in eps_{B,delta}")

@@ -17,6 +17,9 @@ _EXPORTS = {
     "cka_gram": "theory.metrics",
     "rsa_gram": "theory.metrics",
     "linear_cka": "theory.metrics",
+    "cka_rsa": "theory.metrics",
+    "nccc_accuracy": "theory.metrics",
+    "relative_weight_gap": "theory.metrics",
     "contrastive_loss": "theory.losses",
     "LOSS_KINDS": "theory.losses",
 }
