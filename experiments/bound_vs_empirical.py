@@ -137,6 +137,10 @@ def load_data(cfg: RunConfig) -> tuple[ImageDataset, ImageDataset]:
     if cfg.classes is not None and cfg.classes != train.num_classes:
         train = class_subset(train, cfg.classes, cfg.class_seed)
         test = class_subset(test, cfg.classes, cfg.class_seed)
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train):
+            raise ValueError(f"train_size must be <= the training set size {len(train)}, got train_size={cfg.train_size}")
+        train = fixed_subset(train, cfg.train_size, cfg.data_seed)
     if train.num_classes < 2:
         raise ValueError(f"the training set needs >= 2 classes for NSCL, got {train.num_classes}")
     return train, test
@@ -297,7 +301,7 @@ def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any
     state: dict[str, Any] = {
         "eta": [], "metric_rows": [], "model_rows": [], "theory_rows": [], "gap_rows": [], "surrogate_rows": [],
         "G_run": 0.0, "beta_run": 0.0, "last_batch": None, "prev": {}, "xi": {n: [] for n in cfg.losses},
-        "notes": [],
+        "notes": [], "eval_s": 0.0, "hook_s": 0.0,
     }
     if s.Delta is None:
         state["notes"].append(f"Delta_{{C,delta}} undefined, all certified bounds are vacuous: {s.Delta_note}")
@@ -319,6 +323,11 @@ def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any
         state["prev"] = {n: {k: p.detach().clone() for k, p in tr.models[n].named_parameters()} for n in cfg.losses}
 
     def on_step(trainer, t: int, idx: Tensor, views: Tensor) -> None:
+        t0 = time.perf_counter()
+        _on_step(trainer, t, idx, views)
+        state["hook_s"] += time.perf_counter() - t0
+
+    def _on_step(trainer, t: int, idx: Tensor, views: Tensor) -> None:
         rec = trainer.history[-1]
         eta_t = float(rec["lr"])
         state["eta"].append(eta_t)
@@ -348,8 +357,10 @@ def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any
                 state["prev"][n] = {k: p.detach().clone() for k, p in trainer.models[n].named_parameters()}
 
     def on_eval(trainer, epoch: int, step: int) -> None:
+        t0 = time.perf_counter()
         _evaluate(s, state, epoch, step, theory_gen)
         _write_tables(out, state)
+        state["eval_s"] += time.perf_counter() - t0
 
     tr.fit(on_step=on_step, on_eval=on_eval, eval_every=s.eval_every)
     return _finish(s, state, out, t_start)
@@ -390,6 +401,10 @@ def _evaluate(s: _Setup, state: dict, epoch: int, step: int, theory_gen: torch.G
             row["drift_measured"] = _frob_drift(za, zb)
             if (a, b) == (s.contrastive, "NSCL"):
                 row.update(_certificates(s, za, drift, drift_sharp))
+                for m in ("cka", "rsa"):  # a "certificate" the network's measured value falls below
+                    for lb in (f"{m}_lb", f"{m}_lb_sharp"):
+                        ok = row.get(m) is not None and row.get(lb) is not None
+                        row[f"{lb}_violated"] = bool(row[m] < row[lb] - 1e-9) if ok else None
             row["notes"] = notes
             state["metric_rows"].append(row)
     # -- per model: downstream accuracy, loss on the reference batch
@@ -600,6 +615,9 @@ def _finish(s: _Setup, state: dict, out: Path, t_start: float) -> dict:
     if state["surrogate_rows"]:
         plot.plot_surrogate_run(state["surrogate_rows"], out / "surrogate")
     doc["wall_s"] = time.perf_counter() - t_start
+    doc["timing"] = {"run_s": doc["wall_s"], "evaluations_s": state["eval_s"], "step_hooks_s": state["hook_s"],
+                     "training_s": doc["train_wall_s"] - state["eval_s"] - state["hook_s"],
+                     "files_and_figures_s": doc["wall_s"] - doc["train_wall_s"], "torch_threads": torch.get_num_threads()}
     write_json(out / "metrics.json", doc)
     return doc
 

@@ -45,7 +45,8 @@ class RunConfig:
     """Everything that determines one bound-vs-empirical run (written to ``config.json``).
 
     Data: ``dataset`` (synthetic | fashion-mnist | cifar10 | cifar100 | folder), ``data_root``, ``classes``
-    (C'-way training on a random class subset drawn by ``class_seed``; None = all classes), synthetic only:
+    (C'-way training on a random class subset drawn by ``class_seed``; None = all classes), ``train_size``
+    (a fixed class-balanced subset of the training set, drawn by ``data_seed``; None = all), synthetic only:
     ``n_per_class`` / ``test_per_class`` / ``image_size`` / ``data_seed``. Reference sets: ``ref_train``
     samples of the training set and ``ref_test`` of the test set (class-balanced, ``ref_seed``), on which every
     alignment metric is computed; ``ref_batch`` samples with two fixed augmented views form the reference batch
@@ -70,6 +71,7 @@ class RunConfig:
     data_root: str | None = None
     classes: int | None = None
     class_seed: int = 0
+    train_size: int | None = None
     n_per_class: int = 100
     test_per_class: int = 40
     image_size: int = 32
@@ -158,6 +160,8 @@ class RunConfig:
                     raise ValueError(f"pair {p!r} names {x!r}, which is not in losses={self.losses!r}")
         self.tau = check_tau(self.tau)
         self.delta = check_delta(self.delta)
+        if self.train_size is not None and self.train_size < self.batch_size:
+            raise ValueError(f"train_size must be >= batch_size={self.batch_size}, got train_size={self.train_size}")
         if self.classes is not None and self.classes < 2:
             raise ValueError(f"classes must be an integer >= 2 (C'-way training), got classes={self.classes!r}")
         for name in ("n_per_class", "test_per_class", "image_size", "ref_train", "ref_test", "epochs",
@@ -221,7 +225,7 @@ class RunConfig:
 # -------------------------------------------------------------------------------------------------------
 # field kinds and coercion
 _KINDS: dict[str, str] = {
-    "dataset": "str", "data_root": "optstr", "classes": "optint", "class_seed": "int", "n_per_class": "int",
+    "dataset": "str", "data_root": "optstr", "classes": "optint", "class_seed": "int", "train_size": "optint", "n_per_class": "int",
     "test_per_class": "int", "image_size": "int", "data_seed": "int", "ref_train": "int", "ref_test": "int",
     "ref_seed": "int", "ref_batch": "int", "losses": "strlist", "pairs": "strlist", "arch": "str",
     "width": "float", "proj_hidden": "int", "proj_dim": "int", "batch_size": "int", "tau": "float",
@@ -350,6 +354,8 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g.add_argument("--data-root", dest="data_root", help="dataset directory (cifar10/100, folder, fashion-mnist)")
     g.add_argument("--classes", type=int, help="C'-way training: number of classes drawn at random (default: all)")
     g.add_argument("--class-seed", dest="class_seed", type=int)
+    g.add_argument("--train-size", dest="train_size", type=int,
+                   help="train on a fixed class-balanced subset of this many images (default: all)")
     g.add_argument("--n-per-class", dest="n_per_class", type=int, help=f"synthetic: train images per class ({d.n_per_class})")
     g.add_argument("--test-per-class", dest="test_per_class", type=int, help=f"synthetic: test images per class ({d.test_per_class})")
     g.add_argument("--image-size", dest="image_size", type=int, help=f"synthetic: image side ({d.image_size})")

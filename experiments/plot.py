@@ -97,10 +97,30 @@ def _series(rows: Iterable[Mapping], x: str, y: str) -> tuple[np.ndarray, np.nda
     return a[:, 0], a[:, 1]
 
 
+#: values above this are drawn at the cap with an "off scale" marker (log axes spanning > 1e300 break matplotlib)
+LOG_CAP = 1e30
+
+
 def _positive(y: np.ndarray) -> np.ndarray:
+    """Values for a log axis: <= 0 and non-finite -> NaN (not drawn); > LOG_CAP -> LOG_CAP (see _mark_capped)."""
     y = np.array(y, dtype=np.float64)
-    y[~(y > 0) | ~np.isfinite(y)] = np.nan
+    big = y > LOG_CAP  # includes +inf
+    y[~(y > 0) | (~np.isfinite(y) & ~big)] = np.nan
+    y[big] = LOG_CAP
     return y
+
+
+def _log_plot(ax, xs: np.ndarray, ys: np.ndarray, fmt: str, **kw) -> None:
+    """Plot on a log axis; points beyond LOG_CAP (e.g. an exponential bound, or inf) sit at the cap as '^'."""
+    y = _positive(ys)
+    if not np.any(np.isfinite(y)):
+        return
+    ax.plot(xs, y, fmt, **kw)
+    capped = np.array(ys, dtype=np.float64) > LOG_CAP
+    if capped.any():
+        ax.plot(np.asarray(xs)[capped], y[capped], "^", color=kw.get("color", "k"), ms=6)
+        ax.annotate(f"> {LOG_CAP:.0e} (off scale)", (np.asarray(xs)[capped][0], LOG_CAP), fontsize=6.5,
+                    xytext=(2, -10), textcoords="offset points")
 
 
 def _partner_color(pair: str, i: int) -> str:
@@ -146,13 +166,19 @@ def plot_alignment_run(rows: Sequence[Mapping], stem: str | Path, contrastive: s
                 xv = _first_vacuous(xs, lb)
                 if xv is not None:
                     ax.axvline(xv, color="0.5", lw=0.8, ls=ls)
-                    ax.annotate(f"vacuous from {x} {xv:g}", (xv, 0.02), rotation=90, fontsize=6.5, color="0.35",
-                                ha="right", va="bottom")
+                    ax.annotate(f"vacuous (≤ 0) first at {x} {xv:g}", (xv, 0.3), rotation=90, fontsize=6.5,
+                                color="0.35", ha="right", va="bottom")
+                _, meas = _series(sel, x, metric)
+                bad = np.isfinite(meas) & np.isfinite(lb) & (meas < lb - 1e-9)
+                if bad.any():  # the network's measured value is below the formula: not a certificate for it
+                    ax.plot(xs[bad], meas[bad], "x", color="k", ms=6, mew=1.2,
+                            label=f"measured below {lab.split(',')[1].strip()}" if key.endswith("sharp") else
+                            "measured below paper bound")
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("step" if x == "step" else x)
             ax.set_title(name)
         axes[0].set_ylabel("alignment with the contrastive model")
-        axes[1].legend(loc="lower left", fontsize=6.5)
+        axes[1].legend(loc="center right", fontsize=6.5)
         fig.suptitle(f"Measured alignment vs certified lower bounds.  Note: {THM1_NOTE}.", fontsize=8.5, x=0.01,
                      ha="left")
         return _save(fig, stem)
@@ -171,8 +197,7 @@ def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
                                   ("lem7_bound_at_cl", "(Ĝ/τ)Δ (Lem. 7)", "--", "k"),
                                   ("lem7_realized_bound_at_cl", "(Ĝ/τ)·mean 2α (proof, measured α)", ":", "#009E73")):
             xs, ys = _series(rows, "step", key)
-            if np.any(np.isfinite(_positive(ys))):
-                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+            _log_plot(a, xs, ys, ls, color=col, label=lab)
         a.set_yscale("log")
         a.set_title("(a) Lem. 7, last training batch")
         a.set_xlabel("step")
@@ -181,8 +206,7 @@ def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
         for key, lab, ls, col in (("thm2_e", "‖w^CL − w^NSCL‖", "-o", "#0072B2"),
                                   ("thm2_bound", "Thm. 2 bound (Ĝ, β̂ running max)", "--", "k")):
             xs, ys = _series(rows, "step", key)
-            if np.any(np.isfinite(_positive(ys))):
-                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+            _log_plot(a, xs, ys, ls, color=col, label=lab)
         a.set_yscale("log")
         a.set_title("(b) Thm. 2, weight drift")
         a.set_xlabel("step")
@@ -194,8 +218,7 @@ def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
                                   ("lossgap_bound_companion_clmodel", "companion bound log(1+n e^{2/τ}/(N−n))", ":",
                                    "0.4")):
             xs, ys = _series(rows, "step", key)
-            if np.any(np.isfinite(_positive(ys))):
-                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+            _log_plot(a, xs, ys, ls, color=col, label=lab)
         a.set_yscale("log")
         a.set_title("(c) loss gap L^CL − L^NSCL, reference batch")
         a.set_xlabel("step")
@@ -217,13 +240,12 @@ def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
             sel = [r for r in rows if str(r["model"]) == m]
             col = _COLOR.get(m, _EXTRA[i % len(_EXTRA)])
             xs, ys = _series(sel, "step", "net_vs_sur_fro")
-            a.plot(xs, _positive(ys), "-o", color=col, label=f"{m}: ‖Σ_net − Σ_sur‖_F")
+            _log_plot(a, xs, ys, "-o", color=col, label=f"{m}: ‖Σ_net − Σ_sur‖_F")
             xs, ys = _series(sel, "step", "net_move_fro")
-            a.plot(xs, _positive(ys), ":", color=col, label=f"{m}: ‖Σ_net − Σ_0‖_F")
+            _log_plot(a, xs, ys, ":", color=col, label=f"{m}: ‖Σ_net − Σ_0‖_F")
             for key, ls in (("eq9_bound", "--"), ("eq7_bound", "-.")):
                 xs, ys = _series(sel, "step", key)
-                if np.any(np.isfinite(_positive(ys))):
-                    a.plot(xs, _positive(ys), ls, color=col, lw=0.9, label=f"{m}: {key.split('_')[0]} bound")
+                _log_plot(a, xs, ys, ls, color=col, lw=0.9, label=f"{m}: {key.split('_')[0]} bound")
         a.set_yscale("log")
         a.set_xlabel("step")
         a.set_title("(a) network vs Σ-space surrogate (App. C)")
@@ -235,8 +257,7 @@ def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
                                   ("thm1_bound", "Thm. 1 (Eq. 2)", "--", "k"),
                                   ("thm1_bound_sharp", "Thm. 1 sharper", ":", "0.4")):
             xs, ys = _series(sel, "step", key)
-            if np.any(np.isfinite(_positive(ys))):
-                a.plot(xs, _positive(ys), ls, color=col, label=lab)
+            _log_plot(a, xs, ys, ls, color=col, label=lab)
         a.set_yscale("log")
         a.set_xlabel("step")
         a.set_title("(b) CL–NSCL drift on the training items")

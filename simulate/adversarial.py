@@ -651,7 +651,7 @@ def _resolve_eps(batch: BatchSpec, C: int, eps, delta, steps) -> tuple[float | N
     else:
         e = check_nonneg_float("eps", eps)
     if e >= 1.0 - 1.0 / C:
-        return None, f"eps={e:.4g} >= 1 - 1/C: Delta undefined (batch of one class dominates)"
+        return None, f"eps={e:.4g} >= 1 - 1/C: Delta undefined"
     if need > e + 1e-15:
         return None, f"batch outside the Cor. 3 event for eps={e:.4g} (needs eps >= {need:.4g})"
     return e, ""
@@ -746,18 +746,29 @@ def run_adversarial(
 
 
 def summarize(results: Sequence[ClaimResult]) -> list[dict]:
-    """Per claim: the record with the largest ratio."""
+    """Per claim and variant ("L3.batch", ...): the record with the largest ratio, and whether all held."""
     out = []
-    for claim in CLAIMS:
-        rs = [r for r in results if r.claim == claim and math.isfinite(r.ratio)]
+    keys = []
+    for r in results:
+        k = (r.claim, r.variant)
+        if r.variant != "skipped" and k not in keys:
+            keys.append(k)
+    keys.sort(key=lambda k: CLAIMS.index(k[0]))
+    for claim, variant in keys:
+        rs = [r for r in results if (r.claim, r.variant) == (claim, variant) and math.isfinite(r.ratio)]
         if not rs:
             continue
         best = max(rs, key=lambda r: r.ratio)
-        at = f"{best.variant}/{best.kind} {best.composition} {best.sigma} tau={best.tau:g}"
+        at = f"{best.kind} {best.composition} {best.sigma} tau={best.tau:g}"
         if best.anchor is not None:
             at += f" anchor={best.anchor}"
-        out.append({"claim": claim, "max_ratio": best.ratio, "at": at, "holds": all(r.holds for r in rs),
-                    "rid": best.rid})  # fmt: skip
+        out.append({"claim": f"{claim}.{variant}", "max_ratio": best.ratio, "at": at,
+                    "holds": all(r.holds for r in rs), "rid": best.rid})  # fmt: skip
+    for claim in CLAIMS:  # claims never evaluated (every batch outside the Cor. 3 event): say why
+        rs = [r for r in results if r.claim == claim]
+        if rs and all(r.variant == "skipped" for r in rs):
+            out.append({"claim": claim, "max_ratio": math.nan, "at": f"skipped: {rs[0].note}", "holds": None,
+                        "rid": rs[0].rid})  # fmt: skip
     return out
 
 
@@ -813,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1, help="T in eps_{B,delta}")
     ap.add_argument("--restarts", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="output folder (adversarial.json, adversarial.npz)")
+    ap.add_argument("--out", default="runs/adversarial", help="output folder (adversarial.json, adversarial.npz); '': none")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -828,9 +839,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     except ValueError as e:
         ap.error(str(e))
-    print(f"{'claim':<6}| {'max ratio':>10} | {'at':<50} | holds")
+    print(f"{'claim':<11}| {'max ratio':>10} | {'at':<46} | holds")
     for s in summarize(res):
-        print(f"{s['claim']:<6}| {s['max_ratio']:>10.4f} | {s['at']:<50} | {s['holds']}")
+        holds = "n/a" if s["holds"] is None else s["holds"]
+        print(f"{s['claim']:<11}| {s['max_ratio']:>10.4f} | {s['at']:<46} | {holds}")
     if not args.quiet:
         print(f"({len(res)} objectives, {time.time() - t0:.1f} s)")
     return 0
