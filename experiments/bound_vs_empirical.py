@@ -64,7 +64,8 @@ from . import measure as ms
 from .config import RunConfig, parse_config
 from .data import ImageDataset, class_subset, fixed_subset, load_dataset
 
-__all__ = ["run_experiment", "prepare", "main", "THM1_NOTE", "MAX_SURROGATE_ITEMS"]
+__all__ = ["run_experiment", "prepare", "load_data", "format_table", "write_csv", "write_json", "main", "THM1_NOTE",
+           "MAX_SURROGATE_ITEMS"]
 
 THM1_NOTE = "Thm 1 is proved for the Σ-space surrogate, not for the network"
 #: the surrogate holds dense (2N)^2 float64 matrices (two runs + the networks' Sigma); keep them small
@@ -207,8 +208,6 @@ class _Surrogate:
     """
 
     def __init__(self, s: _Setup) -> None:
-        from simulate.engine import build_geometry, compute_step, apply_step  # noqa: F401 (import check)
-
         cfg, tr = s.cfg, s.trainer
         N = len(s.train)
         self.M = 2 * N

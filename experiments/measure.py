@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from theory.bounds import loss_gap_bound, loss_gap_bound_counts
 from theory.constants import check_positive_int, check_tau
-from theory.losses import contrastive_masks, masked_contrastive_loss, simclr_sim, softmax_mass_split
+from theory.losses import masked_contrastive_loss, simclr_sim, softmax_mass_split
 from theory.metrics import WeightGap, cka_rsa, linear_cka, nccc_accuracy, relative_weight_gap
 
 __all__ = [
@@ -445,7 +445,7 @@ def _shift(params: list[Tensor], d: Tensor, scale: float) -> None:
     i = 0
     for p in params:
         n = p.numel()
-        p.add_(d[i:i + n].view_as(p).to(p.dtype), alpha=scale)
+        p.add_(d[i:i + n].view_as(p).to(p.device, p.dtype), alpha=scale)
         i += n
 
 

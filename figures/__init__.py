@@ -30,13 +30,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["find_runs", "regenerate", "main", "SWEEP_IGNORE", "COMMANDS"]
+__all__ = ["EncoderRun", "find_runs", "sweep_groups", "regenerate", "main", "SWEEP_IGNORE", "COMMANDS"]
 
 COMMANDS = ("python -m experiments.bound_vs_empirical --out runs/bve", "python -m simulate.sigma_descent --out runs/sigma")
+MAX_HEATMAP_COLUMNS = 12
 #: config keys that never distinguish runs for a sweep (outputs, measurement options)
 SWEEP_IGNORE = {"out", "quiet", "pairs", "eval_every", "theory", "theory_evals", "g_pairs", "beta_dirs", "fd_rel",
                 "theory_seed", "surrogate", "surrogate_constants", "lp_iters", "lp_l2", "ref_train", "ref_test",
-                "ref_seed", "ref_batch", "device", "bf16", "delta", "losses"}
+                "ref_seed", "ref_batch", "device", "bf16", "delta", "losses", "threads"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -54,6 +55,11 @@ class EncoderRun:
         self.metrics = read_rows(path / "metrics.csv")
         self.models = read_rows(path / "models.csv") if (path / "models.csv").is_file() else []
         self.name = path.name
+        spe = self.resolved.get("steps_per_epoch")
+        if spe:  # fractional epochs: several evaluations per epoch stay distinct points
+            for r in self.metrics + self.models:
+                if r.get("step") is not None:
+                    r["epoch"] = float(r["step"]) / float(spe)
 
     @property
     def C(self) -> int:
@@ -150,6 +156,9 @@ def regenerate(roots: Sequence[str | Path], out: str | Path, quiet: bool = False
         if groups:
             for gi, g in enumerate(groups):
                 epochs = sorted({float(m["epoch"]) for r in g for m in r.metrics if m.get("epoch") is not None})
+                if len(epochs) > MAX_HEATMAP_COLUMNS:  # evenly spaced columns, first and last kept
+                    keep = np.unique(np.round(np.linspace(0, len(epochs) - 1, MAX_HEATMAP_COLUMNS)).astype(int))
+                    epochs = [epochs[i] for i in keep]
                 for split, cmap in (("train", "Greens"), ("test", "Purples")):
                     for metric, fig in (("cka", "fig3"), ("rsa", "fig7")):
                         grid = np.array([[_value_at(r.metrics, f"{r.contrastive}-NSCL", split, e, metric)

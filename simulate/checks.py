@@ -38,7 +38,15 @@ from theory.bounds import (
     cos_lower_bound_sharp,
     rsa_certificate_sharp,
 )
-from theory.losses import contrastive_grad, jacobian_inf_norm, reweighting_gap, softmax_mass_split
+from theory.losses import (
+    class_split_from_softmax,
+    contrastive_grad_from_softmax,
+    contrastive_grad_prepared,
+    jacobian_inf_norm,
+    reweighting_gap,
+    softmax_lse,
+    softmax_mass_split,
+)
 
 __all__ = [
     "RTOL",
@@ -224,64 +232,93 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
 
     consts: engine.theory_constants (Delta, eps, lipschitz, inject, frac_bound). Returns (claims, info):
     claims = {id: ClaimEval}; info = scalars for steps.csv (realised Delta, premise flags, term (A), ...).
-    Costs two extra gradient evaluations (G^NSCL at Sigma^CL and G^CL at Sigma^NSCL) plus one mass split.
+    Extra evaluations: G^NSCL at Sigma^CL and the class masses from the CL softmax of the update
+    (theory.losses.class_split_from_softmax: no further exp pass; a direct softmax if a class mass underflows),
+    G^CL at Sigma^NSCL (one more fused softmax), and their two Sigma-space scatters.
     """
     g = st.geom
     B, tau = g.B, st.tau
     Lip, Delta, inj = consts["lipschitz"], consts["Delta"], consts["inject"]
-    # extra gradient evaluations (same library function, other Sigma)
-    g_ns_at_cl = contrastive_grad(st.sim_cl, g.pos_ns, g.den_ns, tau)
-    g_cl_at_ns = contrastive_grad(st.sim_ns, g.pos_cl, g.den_cl, tau)
+    ordered = not g.symmetric
+    # extra gradient evaluations (same library functions, other Sigma)
+    split = class_split_from_softmax(st.p_cl, softmax_lse(st.res_cl), g.den_cl, g.same_class, g.same_den_f, g.other_f)
+    if split is None:  # a class group's softmax mass underflowed (logit range > ~700 tau): direct computation
+        res = contrastive_grad_prepared(st.sim_cl, g.prep_ns, tau)
+        q_at_cl, g_ns_at_cl = res.p, res.grad
+        ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)
+    else:
+        ms, q_at_cl = split.mass, split.q
+        g_ns_at_cl = contrastive_grad_from_softmax(q_at_cl, g.prep_ns, tau)
+    g_cl_at_ns = contrastive_grad_prepared(st.sim_ns, g.prep_cl, tau).grad
     U_ns_at_cl = g.sigma_grad(g_ns_at_cl)
     U_cl_at_ns = g.sigma_grad(g_cl_at_ns)
     claims: dict[str, ClaimEval] = {}
 
-    # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients
-    own = g.col_inv[:B, None]  # column (within uc) of the anchor's own item: Sigma(i, i)
+    # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients ||g_s||^2 with duplicate key items merged:
+    # sum over unshared columns of g^2 + sum over groups of keys sharing a column of (group sum)^2
+    keys, _, G = g.dup_cols
+    gg_cl, gg_ns = st.g_cl.square(), st.g_ns.square()
+    if ordered:
+        def per_anchor_sq(gm: Tensor, gg: Tensor) -> Tensor:
+            if G == 0:
+                return gg.sum(1)
+            return gg.index_fill(1, keys, 0.0).sum(1) + g.group_sums(gm).square().sum(1)
 
-    def per_anchor_sq(gc: Tensor) -> Tensor:
-        sq = (gc * gc).sum(1)
-        if g.symmetric:  # ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i)
+        sq_cl, sq_ns = per_anchor_sq(st.g_cl, gg_cl), per_anchor_sq(st.g_ns, gg_ns)
+    else:
+        own = g.col_inv[:B, None]  # column (within uc) of the anchor's own item: Sigma(i, i)
+
+        def per_anchor_sq_sym(gc: Tensor) -> Tensor:  # ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (row i)
             d = gc.gather(1, own).squeeze(1)
-            sq = 2.0 * sq - d * d
-        return sq
+            return 2.0 * (gc * gc).sum(1) - d * d
 
-    sq_cl, sq_ns = per_anchor_sq(st.gc_cl), per_anchor_sq(st.gc_ns)
-    G2 = torch.stack([(st.U_cl * st.U_cl).sum(), (st.U_ns * st.U_ns).sum()])
+        sq_cl, sq_ns = per_anchor_sq_sym(st.gc_cl), per_anchor_sq_sym(st.gc_ns)
+    G2 = torch.stack([st.U_cl.square().sum(), st.U_ns.square().sum()])
     claims["L1"] = _eval(G2, torch.stack([sq_cl.sum(), sq_ns.sum()]) / (B * B))
     claims["L3"] = _eval(torch.cat([sq_cl, sq_ns]).sqrt(), math.sqrt(2.0) / tau)
     claims["L3_batch"] = _eval(G2.sqrt(), math.sqrt(2.0 / B) / tau)
 
-    # Lem. 2: per-anchor Jacobian (Sigma-space softmax) and the Lipschitz claim at the actual pair.
-    # The softmax is recovered from the library gradient, g = (p - 1_P/|P|)/tau with P = {positive key B+s}
-    # (one key: ids are batch positions), on the Sigma-space coordinates: pi = tau gc + 1 at the positive's column.
-    ar = torch.arange(B)
-    pos_col = g.col_inv[B:]  # column of each anchor's positive within uc
+    # Lem. 2: per-anchor Jacobian of the Sigma-space softmax pi (duplicate keys merged: pi = p summed over each
+    # group of keys sharing a column). ||Diag pi - pi pi^T||_inf = max_r 2 pi_r (1 - pi_r) = 2 m (1 - m) with
+    # m = max_r pi_r (every other pi_r <= 1 - m, and x(1-x) is symmetric about 1/2). Individual keys of a group
+    # are <= its sum, so m = max(max over keys of p, max over groups of the group sums).
+    def pi_max(p: Tensor) -> Tensor:
+        m = p.amax(1)
+        return torch.maximum(m, g.group_sums(p).amax(1)) if G else m
 
-    def coalesced_softmax(gc: Tensor) -> Tensor:
-        pi = tau * gc
-        pi[ar, pos_col] += 1.0
-        return pi
-
-    jac = torch.cat([jacobian_inf_norm(coalesced_softmax(st.gc_cl)), jacobian_inf_norm(coalesced_softmax(st.gc_ns))])
+    jac = torch.cat([jacobian_inf_norm(pi_max(st.p_cl)[:, None]), jacobian_inf_norm(pi_max(st.q_ns)[:, None])])
     claims["L2_jac"] = _eval(jac, 0.5)
-    diff = st.blk_cl - st.blk_ns
-    # entries each map reads: one scatter of  den_NSCL + w den_CL  with w = 4B + 1 > any NSCL count per entry
-    # (<= 2B per anchor row, doubled by the symmetrisation); NSCL den is a subset of the CL den
-    w = 4 * B + 1
-    marks = torch.where(g.den_cl, torch.where(g.den_ns, w + 1.0, float(w)), 0.0).to(st.g_cl.dtype)
-    cnt = g.sigma_grad(marks) * B
-    act_cl = cnt > 0.5
-    act_ns = torch.remainder(torch.round(cnt), w) > 0.5
-    d2 = diff * diff
-    d_ns = math.sqrt(float((d2 * act_ns).sum()))
-    d_cl = math.sqrt(float((d2 * act_cl).sum()))
+
+    # Lem. 2 Lipschitz claim at the actual pair, on the entries each map reads (its softmax inputs)
+    d2 = st.diff.square()
+    if ordered:
+        # NSCL reads (r, c) iff the labels of row item r and column item c differ; CL reads every block entry
+        # except an anchor row's own column when no other key sits there (only the self-masked key)
+        R, K = g.block_shape
+        lr = torch.zeros(R, dtype=torch.float64).scatter_(0, g.row_inv, g.anchor_labels.to(torch.float64))
+        lc = torch.zeros(K, dtype=torch.float64).scatter_(0, g.col_inv, g.key_labels.to(torch.float64))
+        act_ns = (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
+        d_ns = math.sqrt(float((d2 * act_ns).sum()))
+        own_c = torch.zeros(R, dtype=torch.long).scatter_(0, g.row_inv, g.col_inv[:B])
+        lone = torch.bincount(g.col_inv, minlength=K)[own_c] == 1
+        d2.view(-1).index_fill_(0, (torch.arange(R) * K + own_c)[lone], 0.0)
+        d_cl = math.sqrt(float(d2.sum()))
+    else:
+        # one scatter of  den_NSCL + w den_CL  with w = 4B + 1 > any NSCL count per entry
+        # (<= 2B per anchor row, doubled by the symmetrisation); NSCL den is a subset of the CL den
+        w = 4 * B + 1
+        marks = torch.where(g.den_cl, torch.where(g.den_ns, w + 1.0, float(w)), 0.0).to(st.g_cl.dtype)
+        cnt = g.sigma_grad(marks) * B
+        act_cl = cnt > 0.5
+        act_ns = torch.remainder(torch.round(cnt), w) > 0.5
+        d_ns = math.sqrt(float((d2 * act_ns).sum()))
+        d_cl = math.sqrt(float((d2 * act_cl).sum()))
     claims["L2"] = _eval(_fro(U_ns_at_cl - st.U_ns), Lip * d_ns)
     claims["L2_CL"] = _eval(_fro(st.U_cl - U_cl_at_ns), Lip * d_cl)
 
     # Lem. 4 / Cor. 3: masses at Sigma^CL
-    ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)
-    abs_logit = st.sim_cl.abs().masked_fill_(~g.den_cl, 0.0).amax(1)  # largest |logit| in each CL denominator
+    # largest |logit| in each CL denominator (0 for an empty one): |s| + (0 on D, -inf off D)
+    abs_logit = st.sim_cl.abs().add_(g.prep_cl.den_bias).amax(1).clamp_(min=0.0)
     in_range = abs_logit <= 1.0
     n_pos, n_neg = ms.n_pos.double(), ms.n_neg.double()
     inv = 1.0 / tau
@@ -313,20 +350,20 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     prem = event & in_range
     claims["Cor3_mass"] = _eval(z_ratio, Delta / 2.0, prem)
 
-    # Lem. 6 at Sigma^CL: p (CL) and q (NSCL). Both are tau g + 1_P (library gradients), so p - q =
-    # tau (g_CL - g_NSCL) exactly; reweighting_gap takes the difference of its two arguments.
-    rg = reweighting_gap(tau * st.g_cl, tau * g_ns_at_cl)
+    # Lem. 6 at Sigma^CL: p (CL softmax of the update) and q (NSCL softmax at the same Sigma^CL)
+    rg = reweighting_gap(st.p_cl, q_at_cl)
     has_neg = n_neg > 0
     claims["L6"] = _eval(rg.l1, Delta, prem & has_neg)
     claims["L6_l2"] = _eval(rg.l2, Delta, prem & has_neg)
     claims["L6_identity"] = _eval(rg.l1, 2.0 * ms.alpha, has_neg)
-    g2 = st.g_ns * st.g_ns  # NSCL logit gradients at Sigma^NSCL
-    claims["L3_nscl_display"] = _eval(g2.sum(1), (g2 * g.den_ns).sum(1), (g.den_ns.any(1)))
+    # NSCL logit gradients at Sigma^NSCL (per key, not merged: the display is about the logit gradient)
+    claims["L3_nscl_display"] = _eval(gg_ns.sum(1), (gg_ns * g.other_f).sum(1), g.prep_ns.n_den > 0)
 
     # Lem. 8 and the Thm. 1 recurrence (step-level premise)
     prem_step = bool(prem.all())
     gap_A = _fro(st.U_cl - U_ns_at_cl)
-    claims["L8"] = _eval(_fro(st.U_cl - st.U_ns), inj + Lip * drift_t, prem_step)
+    grad_gap = _fro(st.U_cl - st.U_ns)
+    claims["L8"] = _eval(grad_gap, inj + Lip * drift_t, prem_step)
     claims["L8_A"] = _eval(gap_A, inj, prem_step)
     claims["Thm1_rec"] = _eval(drift_next, (1.0 + eta * Lip) * drift_t + eta * inj, prem_step)
 
@@ -335,7 +372,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
         "gap_A": gap_A,
         "premise_step": prem_step,
         "row": {
-            "grad_gap": _fro(st.U_cl - st.U_ns),
+            "grad_gap": grad_gap,
             "gap_A": gap_A,
             "delta_realised": float(2.0 * math.exp(2 * inv) * ratio_pn.max()) if bool(has_neg.all()) else math.inf,
             "alpha_max": float(ms.alpha.max()),

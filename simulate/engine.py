@@ -51,6 +51,7 @@ new squares in); ``full_drift`` recomputes it (tests; evals.csv ``drift_full``).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ from theory.constants import (
     delta_c_delta,
     eps_b_delta,
 )
-from theory.losses import contrastive_grad, contrastive_masks
+from theory.losses import PreparedMasks, SoftmaxGrad, contrastive_grad_prepared
 
 __all__ = [
     "VIEWS",
@@ -437,50 +438,168 @@ def batch_items(batch: Batch, V: int) -> tuple[Tensor, Tensor]:
     return first, torch.cat([first, second])
 
 
-@dataclass
 class Geometry:
-    """Index bookkeeping of one step (shared by both runs).
+    """Index bookkeeping of one step (shared by both runs and the checks).
 
     rows (B,) anchor items; cols (2B,) key items; ur (R,) / uc (K,) sorted unique rows / cols with inverse maps
     row_inv (B,), col_inv (2B,); the rows are a subset of the cols (the anchor is its own self-masked key).
     The touched block is Sigma[block_rows][:, uc]: block_rows = ur (ordered) or uc (symmetric: the update
     G + G^T also touches the transpose). anchor_block_row (B,) = row of each anchor within the block;
-    lin = flat indices of the block in the (M, M) matrix. Masks (B, 2B) bool from theory.losses.
+    lin (R K,) = flat indices of the block in the (M, M) matrix; flat_rc (2 B^2,) = flat index of each (anchor,
+    key) logit within the block (its gather index and its scatter index).
+
+    Computed on first use (cached): the (B, 2B) bool masks of theory.losses.contrastive_masks (same_class,
+    pos_cl, den_cl, pos_ns, den_ns), their PreparedMasks (prep_cl, prep_ns) and float versions (checks), and
+    the coalescing plan of the scatter (ordered Sigma).
     """
 
-    B: int
-    M: int
-    symmetric: bool
-    rows: Tensor
-    cols: Tensor
-    anchor_labels: Tensor
-    key_labels: Tensor
-    ur: Tensor
-    row_inv: Tensor
-    uc: Tensor
-    col_inv: Tensor
-    block_rows: Tensor
-    anchor_block_row: Tensor
-    lin: Tensor
-    pos_cl: Tensor
-    den_cl: Tensor
-    pos_ns: Tensor
-    den_ns: Tensor
-    same_class: Tensor
-    flat_rc: Tensor
+    def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
+                 key_labels: Tensor, ur: Tensor, row_inv: Tensor, uc: Tensor, col_inv: Tensor):
+        self.B, self.M, self.symmetric = int(B), int(M), bool(symmetric)
+        self.rows, self.cols = rows, cols
+        self.anchor_labels, self.key_labels = anchor_labels, key_labels
+        self.ur, self.row_inv, self.uc, self.col_inv = ur, row_inv, uc, col_inv
+        if symmetric:
+            self.block_rows = uc
+            self.anchor_block_row = col_inv[:B]  # the anchor item is key s
+        else:
+            self.block_rows = ur
+            self.anchor_block_row = row_inv
+        K = int(uc.shape[0])
+        self.lin = (self.block_rows[:, None] * M + uc[None, :]).reshape(-1)
+        self.flat_rc = (self.anchor_block_row[:, None] * K + col_inv[None, :]).reshape(-1)
 
     @property
     def block_shape(self) -> tuple[int, int]:
         return int(self.block_rows.shape[0]), int(self.uc.shape[0])
+
+    # -- masks (theory.losses conventions: key k < B is anchor k itself, key B + s its positive; ids = positions)
+    @functools.cached_property
+    def _ar(self) -> Tensor:
+        return torch.arange(self.B)
+
+    @functools.cached_property
+    def same_class(self) -> Tensor:
+        """(B, 2B) bool: key has the anchor's label (the anchor itself included)."""
+        return self.anchor_labels[:, None] == self.key_labels[None, :]
+
+    @functools.cached_property
+    def pos_cl(self) -> Tensor:
+        """(B, 2B) bool: the positive key B + s of anchor s (same id, not the anchor itself); CL and NSCL."""
+        pos = torch.zeros(self.B, 2 * self.B, dtype=torch.bool)
+        pos[self._ar, self.B + self._ar] = True
+        return pos
+
+    @property
+    def pos_ns(self) -> Tensor:
+        return self.pos_cl
+
+    @functools.cached_property
+    def den_cl(self) -> Tensor:
+        """(B, 2B) bool: every key but the anchor itself (the paper's CL denominator)."""
+        den = torch.ones(self.B, 2 * self.B, dtype=torch.bool)
+        den[self._ar, self._ar] = False
+        return den
+
+    @functools.cached_property
+    def den_ns(self) -> Tensor:
+        """(B, 2B) bool: keys with a different label (NSCL denominator, Sec. 3)."""
+        return ~self.same_class
+
+    @functools.cached_property
+    def prep_cl(self) -> PreparedMasks:
+        """PreparedMasks of (pos_cl, den_cl), built from the structure (equal to theory.losses.prepare_masks)."""
+        B, ar = self.B, self._ar
+        bias = torch.zeros(B, 2 * B, dtype=torch.float64)
+        bias[ar, ar] = -math.inf
+        ones = torch.ones(B, dtype=torch.float64)
+        n_den = torch.full((B,), 2 * B - 1, dtype=torch.long)
+        return PreparedMasks(self.pos_cl, self.den_cl, bias, ar, B + ar, ones, torch.ones(B, dtype=torch.bool),
+                             ar[:0], torch.ones(B, dtype=torch.long), n_den)
+
+    @functools.cached_property
+    def prep_ns(self) -> PreparedMasks:
+        """PreparedMasks of (pos_ns, den_ns); anchors without a negative are invalid (zero rows)."""
+        B, ar = self.B, self._ar
+        bias = torch.zeros(B, 2 * B, dtype=torch.float64).masked_fill_(self.same_class, -math.inf)
+        n_den = 2 * B - self.same_class.sum(dim=1)
+        valid = n_den > 0
+        keep = ar[valid]
+        return PreparedMasks(self.pos_ns, self.den_ns, bias, keep, B + keep, torch.ones(keep.shape[0], dtype=torch.float64),
+                             valid, ar[~valid], torch.ones(B, dtype=torch.long), n_den)
+
+    @functools.cached_property
+    def other_f(self) -> Tensor:
+        """(B, 2B) float64 1{k in D_a^CL, other class} = 1{k in D_a^NSCL}."""
+        return self.den_ns.view(torch.uint8).to(torch.float64)
+
+    @functools.cached_property
+    def same_den_f(self) -> Tensor:
+        """(B, 2B) float64 1{k in D_a^CL, same class} (the anchor itself excluded)."""
+        f = self.same_class.view(torch.uint8).to(torch.float64)
+        f[self._ar, self._ar] = 0.0
+        return f
+
+    # -- duplicated key items (a sample drawn twice, or views=identity): groups of keys on one Sigma column
+    @functools.cached_property
+    def dup_cols(self) -> tuple[Tensor, Tensor, int]:
+        """(keys, group, G): the keys whose column is shared with another key, their group id in 0..G-1."""
+        K = int(self.uc.shape[0])
+        cnt = torch.bincount(self.col_inv, minlength=K)
+        shared = cnt[self.col_inv] > 1
+        keys = shared.nonzero().squeeze(1)
+        cols = self.col_inv[keys]
+        ucols, group = torch.unique(cols, return_inverse=True)
+        return keys, group, int(ucols.shape[0])
+
+    def group_sums(self, x: Tensor) -> Tensor:
+        """Per-anchor sums of x over each group of duplicated keys. Shape: (B, 2B) -> (B, G)."""
+        keys, group, G = self.dup_cols
+        return torch.zeros(x.shape[0], G, dtype=x.dtype).index_add_(1, group, x.index_select(1, keys))
+
+    # -- scatter (B, 2B) -> block
+    @functools.cached_property
+    def _plan(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Ordered Sigma: (rep, src, dst). Every block entry (r, c) takes the logit (first anchor of row r, first
+        key of column c) (rep) and then adds the other (anchor, key) pairs on it (src -> dst; a fixed order).
+        None in symmetric mode (rows without anchors: plain index_add_)."""
+        if self.symmetric:
+            return None
+        B, R, K = self.B, int(self.ur.shape[0]), int(self.uc.shape[0])
+        ar, ak = self._ar, torch.arange(2 * B)
+        first_s = torch.full((R,), B, dtype=torch.long).scatter_reduce_(0, self.row_inv, ar, "amin")
+        first_k = torch.full((K,), 2 * B, dtype=torch.long).scatter_reduce_(0, self.col_inv, ak, "amin")
+        rep = (first_s[:, None] * (2 * B) + first_k[None, :]).reshape(-1)
+        is_first_s = first_s[self.row_inv] == ar
+        dup_s = (~is_first_s).nonzero().squeeze(1)
+        one_s = is_first_s.nonzero().squeeze(1)
+        dup_k = (first_k[self.col_inv] != ak).nonzero().squeeze(1)
+        src = torch.cat([(dup_s[:, None] * (2 * B) + ak[None, :]).reshape(-1),
+                         (one_s[:, None] * (2 * B) + dup_k[None, :]).reshape(-1)])
+        return rep, src, self.flat_rc[src]
+
+    def _symmetrise(self, out: Tensor) -> Tensor:
+        return out + out.T - torch.diag_embed(torch.diagonal(out)) if self.symmetric else out
+
+    def scatter_sum(self, g: Tensor) -> Tensor:
+        """Sum of the (B, 2B) entries of g onto their block entries (duplicates summed; = index_put_ with
+        accumulate=True), no scaling, no symmetrisation. Shape: (B, 2B) -> block_shape."""
+        R, K = self.block_shape
+        gf = g.reshape(-1)
+        plan = self._plan
+        if plan is None:
+            return torch.zeros(R * K, dtype=g.dtype).index_add_(0, self.flat_rc, gf).view(R, K)
+        rep, src, dst = plan
+        out = gf.index_select(0, rep)
+        if src.numel():
+            out.index_add_(0, dst, gf.index_select(0, src))
+        return out.view(R, K)
 
     def coalesce_cols(self, g: Tensor) -> Tensor:
         """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
         K = self.uc.shape[0]
         idx = (torch.arange(g.shape[0])[:, None] * K + self.col_inv[None, :]).reshape(-1)
         return torch.zeros(g.shape[0] * K, dtype=g.dtype).index_add_(0, idx, g.reshape(-1)).view(-1, K)
-
-    def _symmetrise(self, out: Tensor) -> Tensor:
-        return out + out.T - torch.diag_embed(torch.diagonal(out)) if self.symmetric else out
 
     def to_block(self, gc: Tensor, scale: float) -> Tensor:
         """Sigma-space matrix on the touched block: scale * sum of the anchors' coalesced rows, symmetrised
@@ -493,18 +612,18 @@ class Geometry:
         return self._symmetrise(out)
 
     def sigma_grad(self, g: Tensor) -> Tensor:
-        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients, in ONE scatter-add of the
-        (B, 2B) entries onto the unique touched entries (= index_put_(accumulate=True)). Shape: -> block."""
-        R, K = self.block_shape
-        out = torch.zeros(R * K, dtype=g.dtype).index_add_(0, self.flat_rc, g.reshape(-1)).view(R, K)
+        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients: the (B, 2B) entries summed
+        onto the unique touched entries (``scatter_sum``), times 1/B, symmetrised in symmetric mode. -> block."""
+        out = self.scatter_sum(g)
         out.mul_(1.0 / self.B)
         return self._symmetrise(out)
 
     def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
-        """(block, sim): Sigma on the touched block (a copy) and the (B, 2B) logits of the batch."""
-        blk = sigma.view(-1).index_select(0, self.lin).view(self.block_shape)
-        sim = blk.index_select(0, self.anchor_block_row).index_select(1, self.col_inv)
-        return blk, sim
+        """(block, sim): Sigma on the touched block (a copy; one flat gather) and the (B, 2B) logits of the
+        batch (a gather from the block)."""
+        blk = sigma.view(-1).index_select(0, self.lin)
+        sim = blk.index_select(0, self.flat_rc).view(self.B, 2 * self.B)
+        return blk.view(self.block_shape), sim
 
 
 def build_geometry(
@@ -519,68 +638,59 @@ def build_geometry(
         raise ValueError("cols must be [rows; positives] of length 2B (anchor s is key s)")
     ur, row_inv = torch.unique(rows, return_inverse=True)
     uc, col_inv = torch.unique(cols, return_inverse=True)
-    if symmetric:
-        block_rows = uc
-        anchor_block_row = col_inv[:B]  # the anchor item is key s
-    else:
-        block_rows = ur
-        anchor_block_row = row_inv
-    lin = (block_rows[:, None] * M + uc[None, :]).reshape(-1)
-    ids = torch.arange(B)
-    key_ids = torch.cat([ids, ids])
-    self_mask = torch.zeros(B, 2 * B, dtype=torch.bool)
-    self_mask[ids, ids] = True
-    pos_cl, den_cl = contrastive_masks("CL", ids, key_ids, anchor_labels, key_labels, self_mask)
-    pos_ns, den_ns = contrastive_masks("NSCL", ids, key_ids, anchor_labels, key_labels, self_mask)
-    same = anchor_labels[:, None] == key_labels[None, :]
-    flat_rc = (anchor_block_row[:, None] * uc.shape[0] + col_inv[None, :]).reshape(-1)
-    return Geometry(
-        B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv,
-        block_rows, anchor_block_row, lin, pos_cl, den_cl, pos_ns, den_ns, same, flat_rc,
-    )
+    return Geometry(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # one coupled step
 
 
-@dataclass
 class StepTensors:
     """Everything one coupled step computes before writing Sigma (read by the checks).
 
     blk_cl / blk_ns: Sigma^CL / Sigma^NSCL on the touched block BEFORE the update (copies);
     sim_cl / sim_ns (B, 2B) logits; g_cl = CL per-anchor gradients at Sigma^CL, g_ns = NSCL at Sigma^NSCL;
+    p_cl / q_ns: their softmaxes (the CL softmax over D_a^CL at Sigma^CL, the NSCL one at Sigma^NSCL);
     U_cl / U_ns: the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block.
+    On first use: gc_cl / gc_ns (B, K) per-anchor rows coalesced onto the unique key items, diff = blk_cl - blk_ns.
     """
 
-    geom: Geometry
-    tau: float
-    blk_cl: Tensor
-    blk_ns: Tensor
-    sim_cl: Tensor
-    sim_ns: Tensor
-    g_cl: Tensor
-    g_ns: Tensor
-    gc_cl: Tensor | None
-    gc_ns: Tensor | None
-    U_cl: Tensor
-    U_ns: Tensor
+    def __init__(self, geom: Geometry, tau: float, blk_cl: Tensor, blk_ns: Tensor, sim_cl: Tensor, sim_ns: Tensor,
+                 res_cl: SoftmaxGrad, res_ns: SoftmaxGrad, U_cl: Tensor, U_ns: Tensor):
+        self.geom, self.tau = geom, tau
+        self.blk_cl, self.blk_ns, self.sim_cl, self.sim_ns = blk_cl, blk_ns, sim_cl, sim_ns
+        self.res_cl, self.res_ns = res_cl, res_ns
+        self.g_cl, self.g_ns = res_cl.grad, res_ns.grad
+        self.p_cl, self.q_ns = res_cl.p, res_ns.p
+        self.U_cl, self.U_ns = U_cl, U_ns
+
+    @functools.cached_property
+    def gc_cl(self) -> Tensor:
+        return self.geom.coalesce_cols(self.g_cl)
+
+    @functools.cached_property
+    def gc_ns(self) -> Tensor:
+        return self.geom.coalesce_cols(self.g_ns)
+
+    @functools.cached_property
+    def diff(self) -> Tensor:
+        """Sigma^CL - Sigma^NSCL on the block before the update."""
+        return self.blk_cl - self.blk_ns
 
 
 def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float, per_anchor: bool = True) -> StepTensors:
-    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad).
+    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad_prepared,
+    the project's one gradient implementation, with the step's masks prepared once).
 
-    per_anchor=False skips the per-anchor coalesced rows gc_cl / gc_ns (None; only the checks read them).
+    ``per_anchor`` is accepted for compatibility; the coalesced per-anchor rows are computed on first use.
     """
     blk_cl, sim_cl = geom.gather(sigma_cl)
     blk_ns, sim_ns = geom.gather(sigma_ns)
-    g_cl = contrastive_grad(sim_cl, geom.pos_cl, geom.den_cl, tau)
-    g_ns = contrastive_grad(sim_ns, geom.pos_ns, geom.den_ns, tau)
-    U_cl = geom.sigma_grad(g_cl)
-    U_ns = geom.sigma_grad(g_ns)
-    gc_cl = geom.coalesce_cols(g_cl) if per_anchor else None
-    gc_ns = geom.coalesce_cols(g_ns) if per_anchor else None
-    return StepTensors(geom, tau, blk_cl, blk_ns, sim_cl, sim_ns, g_cl, g_ns, gc_cl, gc_ns, U_cl, U_ns)
+    res_cl = contrastive_grad_prepared(sim_cl, geom.prep_cl, tau)
+    res_ns = contrastive_grad_prepared(sim_ns, geom.prep_ns, tau)
+    U_cl = geom.sigma_grad(res_cl.grad)
+    U_ns = geom.sigma_grad(res_ns.grad)
+    return StepTensors(geom, tau, blk_cl, blk_ns, sim_cl, sim_ns, res_cl, res_ns, U_cl, U_ns)
 
 
 def apply_step(
@@ -591,17 +701,17 @@ def apply_step(
     Returns (d_drift_sq, new_cl_block, new_ns_block): the change of ||Sigma^CL - Sigma^NSCL||_F^2, computed from
     the touched entries only (unique entries, so the difference of sums of squares is exact bookkeeping).
     """
-    new_cl = st.blk_cl - eta * st.U_cl
-    new_ns = st.blk_ns - eta * st.U_ns
+    new_cl = torch.add(st.blk_cl, st.U_cl, alpha=-eta)
+    new_ns = torch.add(st.blk_ns, st.U_ns, alpha=-eta)
     if clip:
         new_cl.clamp_(-1.0, 1.0)
         new_ns.clamp_(-1.0, 1.0)
     lin = st.geom.lin
-    sigma_cl.view(-1).index_copy_(0, lin, new_cl.reshape(-1))
-    sigma_ns.view(-1).index_copy_(0, lin, new_ns.reshape(-1))
-    d_old = st.blk_cl - st.blk_ns
+    sigma_cl.view(-1).index_copy_(0, lin, new_cl.view(-1))
+    sigma_ns.view(-1).index_copy_(0, lin, new_ns.view(-1))
+    d_old = st.diff
     d_new = new_cl - new_ns
-    return float((d_new * d_new).sum() - (d_old * d_old).sum()), new_cl, new_ns
+    return float(d_new.square().sum() - d_old.square().sum()), new_cl, new_ns
 
 
 def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:

@@ -49,6 +49,14 @@ __all__ = [
     "masked_contrastive_loss",
     "contrastive_loss",
     "contrastive_grad",
+    "PreparedMasks",
+    "SoftmaxGrad",
+    "ClassSplit",
+    "prepare_masks",
+    "contrastive_grad_prepared",
+    "contrastive_grad_from_softmax",
+    "softmax_lse",
+    "class_split_from_softmax",
     "contrastive_hessian",
     "jacobian_inf_norm",
     "softmax_mass_split",
@@ -97,6 +105,49 @@ class ReweightingGap(NamedTuple):
 
     l1: Tensor
     l2: Tensor
+
+
+class PreparedMasks(NamedTuple):
+    """(pos_mask, den_mask) of one batch prepared once for repeated gradient evaluations (``prepare_masks``).
+
+    Shape: pos_mask, den_mask (A, K) bool; den_bias (A, K) float (0 on D_a, -inf off D_a); pos_rows, pos_cols,
+    pos_w (P,): the positives of the VALID anchors and their weights 1/|P_a|; valid (A,) bool; invalid_rows (I,)
+    long (anchors whose p and gradient rows are zero); n_pos, n_den (A,) long.
+    """
+
+    pos_mask: Tensor
+    den_mask: Tensor
+    den_bias: Tensor
+    pos_rows: Tensor
+    pos_cols: Tensor
+    pos_w: Tensor
+    valid: Tensor
+    invalid_rows: Tensor
+    n_pos: Tensor
+    n_den: Tensor
+
+
+class SoftmaxGrad(NamedTuple):
+    """Result of ``contrastive_grad_prepared``. Shape: grad, p, x (A, K).
+
+    grad = (p - 1_{P_a}/|P_a|)/tau (Lemmas 2-3), p = softmax over D_a of s/tau (zero rows for invalid anchors),
+    x = s/tau on D_a and -inf off D_a (the masked logits the softmax was taken of).
+    """
+
+    grad: Tensor
+    p: Tensor
+    x: Tensor
+
+
+class ClassSplit(NamedTuple):
+    """Result of ``class_split_from_softmax``: the class split of a softmax over D_a.
+
+    Shape: mass = MassSplit of (A,) tensors (as ``softmax_mass_split``); q (A, K) = softmax over the other-class
+    keys of D_a (the NSCL softmax when D_a^NSCL = D_a minus same-class keys), zero rows where there is none.
+    """
+
+    mass: MassSplit
+    q: Tensor
 
 
 class SimCLRBatch(NamedTuple):
@@ -373,6 +424,135 @@ def contrastive_loss(
 # derivatives
 
 
+def prepare_masks(pos_mask: Tensor, den_mask: Tensor, dtype: torch.dtype = torch.float64) -> PreparedMasks:
+    """Prepare (pos_mask, den_mask) once for repeated ``contrastive_grad_prepared`` calls on the same batch.
+
+    The denominator becomes an additive bias (0 on D_a, -inf off D_a, in ``dtype``: the compute dtype of the
+    logits), the positives of the valid anchors a list of (row, column, 1/|P_a|). Validity as in
+    ``masked_contrastive_loss``: |P_a| >= 1 and |D_a| >= 1.
+
+    Shape: pos_mask, den_mask (A, K) bool. Returns PreparedMasks.
+    """
+    if not isinstance(den_mask, Tensor) or den_mask.dim() != 2:
+        raise ValueError(f"den_mask must be a bool torch.Tensor of shape (A, K), got {getattr(den_mask, 'shape', type(den_mask).__name__)}")
+    _check_mask("den_mask", den_mask, den_mask.shape)
+    _check_mask("pos_mask", pos_mask, den_mask.shape)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
+    n_pos = pos_mask.sum(dim=1)
+    n_den = den_mask.sum(dim=1)
+    valid = (n_pos > 0) & (n_den > 0)
+    den_bias = torch.zeros(den_mask.shape, dtype=dtype, device=den_mask.device).masked_fill_(~den_mask, float("-inf"))
+    pos_rows, pos_cols = (pos_mask & valid[:, None]).nonzero(as_tuple=True)
+    pos_w = (1.0 / n_pos.clamp(min=1).to(dtype))[pos_rows]
+    invalid_rows = (~valid).nonzero().squeeze(1)
+    return PreparedMasks(pos_mask, den_mask, den_bias, pos_rows, pos_cols, pos_w, valid, invalid_rows, n_pos, n_den)
+
+
+def contrastive_grad_from_softmax(p: Tensor, prepared: PreparedMasks, tau: float) -> Tensor:
+    """grad = (p - 1_{P_a}/|P_a|)/tau (Lemmas 2-3) from a softmax p over D_a with zero rows for invalid anchors.
+
+    Off the positives this is p/tau; on the positives (p - 1/|P_a|)/tau is computed from the gathered p (the
+    same rounding as the dense formula, no cancellation through p/tau - 1/(|P| tau)). Returns a new tensor.
+
+    Shape: p (A, K). Returns (A, K).
+    """
+    g = torch.div(p, tau)
+    r, c = prepared.pos_rows, prepared.pos_cols
+    if r.numel():
+        g.index_put_((r, c), (p[r, c] - prepared.pos_w.to(p.dtype)) / tau)
+    return g
+
+
+def contrastive_grad_prepared(sim: Tensor, prepared: PreparedMasks, tau: float) -> SoftmaxGrad:
+    """Gradient of the masked contrastive loss wrt the logits with prepared masks (Lemmas 2-3), and its softmax.
+
+        x = s/tau + bias (bias = 0 on D_a, -inf off D_a),   p = softmax(x) (one fused exp pass; zero rows for
+        invalid anchors),   grad = (p - 1_{P_a}/|P_a|)/tau.
+
+    Same values as ``contrastive_grad(sim, pos_mask, den_mask, tau)`` (which calls this). sim must be finite.
+    No autograd graph; never writes into ``sim``.
+
+    Shape: sim (A, K). Returns SoftmaxGrad(grad, p, x), each (A, K) (float32 for half input).
+    """
+    tau = check_tau(tau)
+    sim = _check_sim(sim)
+    if prepared.den_bias.shape != sim.shape:
+        raise ValueError(f"prepared masks have shape {tuple(prepared.den_bias.shape)}, sim has shape {tuple(sim.shape)}")
+    with torch.no_grad():
+        cd = _compute_dtype(sim.dtype)
+        bias = prepared.den_bias if prepared.den_bias.dtype == cd else prepared.den_bias.to(cd)
+        # one pass: bias + s / tau (the division rounds exactly as s / tau; + 0 and + -inf are exact)
+        x = torch.addcdiv(bias, sim.detach().to(cd), torch.tensor(tau, dtype=cd, device=sim.device))
+        p = torch.softmax(x, dim=1)
+        if prepared.invalid_rows.numel():
+            p.index_fill_(0, prepared.invalid_rows, 0.0)  # NaN rows (empty D_a) and anchors without a positive
+        g = contrastive_grad_from_softmax(p, prepared, tau)
+    return SoftmaxGrad(g, p, x)
+
+
+def softmax_lse(res: SoftmaxGrad) -> Tensor:
+    """logsumexp_{k in D_a} s_ak/tau of a ``contrastive_grad_prepared`` result, without another exp pass.
+
+    At the largest logit m_a of D_a, p = exp(0)/Z_a, so lse_a = m_a + log Z_a = m_a - log max_k p_ak (max_k p_ak
+    >= 1/|D_a|: no underflow). -inf for an empty D_a (the logsumexp of an empty set), as ``softmax_mass_split``.
+
+    Shape: -> (A,).
+    """
+    with torch.no_grad():
+        m = res.x.amax(dim=1)
+        pm = res.p.amax(dim=1)
+        ok = pm > 0
+        return torch.where(ok, m - torch.log(torch.where(ok, pm, torch.ones_like(pm))), torch.full_like(m, float("-inf")))
+
+
+# a class group whose softmax mass is below this is recomputed exactly (its entries may be subnormal)
+_SPLIT_TINY = 2.0**-960
+
+
+def class_split_from_softmax(
+    p: Tensor,
+    lse: Tensor,
+    den_mask: Tensor,
+    same_class_mask: Tensor,
+    same_f: Tensor | None = None,
+    other_f: Tensor | None = None,
+) -> ClassSplit | None:
+    """Lemma 4 / Cor. 3 / Lemma 6 quantities from a softmax p over D_a (no further exp pass over (A, K)).
+
+    With S_pos = sum_{D_a, same class} p and S_neg = sum_{D_a, other class} p (S_pos + S_neg = 1):
+        log Z_pos = lse + log S_pos,  log Z_neg = lse + log S_neg,  alpha = S_pos / (S_pos + S_neg),
+        q = p 1_{other class} / S_neg  (the softmax over the other-class keys of D_a; zero rows if there is none).
+    Returns None when a non-empty class group has S < 2^-960 (its p entries may be subnormal): then use
+    ``softmax_mass_split`` and a direct softmax instead. ``same_f`` / ``other_f`` are the float masks
+    1{D_a, same class} and 1{D_a, other class} if the caller has them.
+
+    Shape: p (A, K); lse (A,); den_mask, same_class_mask (A, K) bool. Returns ClassSplit(MassSplit, q) or None.
+    """
+    if same_f is None:
+        same_f = (den_mask & same_class_mask).to(p.dtype)
+    if other_f is None:
+        other_f = (den_mask & ~same_class_mask).to(p.dtype)
+    n_pos = same_f.sum(dim=1)
+    n_neg = other_f.sum(dim=1)
+    s_pos = (p * same_f).sum(dim=1)
+    q = p * other_f
+    s_neg = q.sum(dim=1)
+    if bool((((n_pos > 0) & (s_pos < _SPLIT_TINY)) | ((n_neg > 0) & (s_neg < _SPLIT_TINY))).any()):
+        return None
+    zero = torch.zeros((), dtype=p.dtype, device=p.device)
+    q.mul_(torch.where(s_neg > 0, 1.0 / torch.where(s_neg > 0, s_neg, torch.ones_like(s_neg)), zero)[:, None])
+    log_z_pos = lse + torch.log(s_pos)  # log 0 = -inf for an empty group (and lse = -inf for an empty D_a)
+    log_z_neg = lse + torch.log(s_neg)
+    tot = s_pos + s_neg
+    alpha = torch.where(n_pos > 0, s_pos / torch.where(tot > 0, tot, torch.ones_like(tot)), zero)
+    mass = MassSplit(
+        z_pos=torch.exp(log_z_pos), z_neg=torch.exp(log_z_neg), alpha=alpha, log_z_pos=log_z_pos,
+        log_z_neg=log_z_neg, n_pos=n_pos.long(), n_neg=n_neg.long(),
+    )
+    return ClassSplit(mass, q)
+
+
 def contrastive_grad(
     sim: Tensor, pos_mask: Tensor, den_mask: Tensor, tau: float, reduction: str = "none"
 ) -> Tensor:
@@ -385,7 +565,8 @@ def contrastive_grad(
                "mean" -> gradient of the "mean" loss: rows / #valid anchors (all-zero if none is valid);
                "batch" -> gradient of the paper's batch loss (1/B) sum_a loss_a: rows / A (A = B anchors);
                "sum" -> rows unscaled (same as "none").
-    No autograd graph is needed; p is computed without tracking gradients.
+    No autograd graph is needed; p is computed without tracking gradients (one fused softmax pass, see
+    ``contrastive_grad_prepared``; for repeated calls on one batch prepare the masks once with ``prepare_masks``).
 
     Shape: sim (A, K); pos_mask, den_mask (A, K) bool. Returns (A, K) (float32 for half input).
     """
@@ -394,18 +575,13 @@ def contrastive_grad(
     sim = _check_sim(sim)
     _check_mask("pos_mask", pos_mask, sim.shape)
     _check_mask("den_mask", den_mask, sim.shape)
-    with torch.no_grad():
-        x, _, p, valid, n_pos, _, pos_f = _core(sim.detach(), pos_mask, den_mask, tau)
-        # p is a fresh tensor (all-zero rows for invalid anchors): subtract 1{k in P_a}/|P_a| on valid rows
-        w = torch.where(valid, 1.0 / n_pos.clamp(min=1.0), torch.zeros((), dtype=x.dtype, device=x.device))
-        p.addcmul_(pos_f, w[:, None], value=-1.0)
-        if reduction == "mean":
-            p.div_(valid.sum().clamp(min=1).to(x.dtype) * tau)  # tensor division: no device synchronisation
-        elif reduction == "batch":
-            p.div_(sim.shape[0] * tau)
-        else:
-            p.div_(tau)
-    return p
+    prep = prepare_masks(pos_mask, den_mask, _compute_dtype(sim.dtype))
+    g = contrastive_grad_prepared(sim, prep, tau).grad
+    if reduction == "mean":
+        g.div_(prep.valid.sum().clamp(min=1).to(g.dtype))  # tensor division: no device synchronisation
+    elif reduction == "batch":
+        g.div_(sim.shape[0])
+    return g
 
 
 def contrastive_hessian(
