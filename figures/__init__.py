@@ -30,6 +30,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from runio import atomic_write_text, read_csv, read_json, write_csv
+
 __all__ = ["EncoderRun", "find_runs", "sweep_groups", "regenerate", "main", "SWEEP_IGNORE", "COMMANDS"]
 
 COMMANDS = ("python -m experiments.bound_vs_empirical --out runs/bve", "python -m simulate.sigma_descent --out runs/sigma")
@@ -46,14 +48,12 @@ class EncoderRun:
     """One bound_vs_empirical result directory, read back from its files."""
 
     def __init__(self, path: Path) -> None:
-        from experiments.plot import read_rows
-
         self.path = path
-        doc = json.loads((path / "config.json").read_text())
+        doc = read_json(path / "config.json")
         self.config: dict[str, Any] = doc.get("config", {})
         self.resolved: dict[str, Any] = doc.get("resolved", {})
-        self.metrics = read_rows(path / "metrics.csv")
-        self.models = read_rows(path / "models.csv") if (path / "models.csv").is_file() else []
+        self.metrics = read_csv(path / "metrics.csv")
+        self.models = read_csv(path / "models.csv") if (path / "models.csv").is_file() else []
         self.name = path.name
         spe = self.resolved.get("steps_per_epoch")
         if spe:  # fractional epochs: several evaluations per epoch stay distinct points
@@ -78,7 +78,7 @@ def _is_encoder_run(p: Path) -> bool:
     if not ((p / "config.json").is_file() and (p / "metrics.csv").is_file()):
         return False
     try:
-        doc = json.loads((p / "config.json").read_text())
+        doc = read_json(p / "config.json")
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and "losses" in doc.get("config", {})
@@ -130,6 +130,18 @@ def _value_at(rows: Sequence[dict], pair: str, split: str, epoch: float, metric:
     return v
 
 
+#: Figs. 4 / 5: (file stem, config keys that may differ, swept value, curve label, title, why skipped if no group)
+_SWEEP_FIGURES = (
+    ("fig4_tau", {"tau"}, lambda r: float(r.config["tau"]), lambda r: f"τ={r.config['tau']}",
+     "Effect of the temperature τ on CL–NSCL alignment", "needs >= 2 encoder runs that differ only in tau"),
+    # batch size with its learning-rate scaling
+    ("fig5_batch", {"batch_size", "lr"}, lambda r: int(r.config["batch_size"]),
+     lambda r: f"B={r.config['batch_size']}, η={r.config['lr']:g}",
+     "Effect of the batch size B (learning rate scaled with B) on CL–NSCL alignment",
+     "needs >= 2 encoder runs that differ only in the batch size (and lr)"),
+)
+
+
 # ----------------------------------------------------------------------------------------------------------
 def regenerate(roots: Sequence[str | Path], out: str | Path, quiet: bool = False) -> dict[str, Any]:
     """Write every figure / table the result files under ``roots`` support into ``out``.
@@ -169,24 +181,15 @@ def regenerate(roots: Sequence[str | Path], out: str | Path, quiet: bool = False
                             f"CL–NSCL {metric.upper()} vs C' ({split} reference set)", cmap=cmap)
         else:
             skipped["fig3_heatmap"] = "needs >= 2 encoder runs that differ only in the number of classes C'"
-        # Fig. 4: tau
-        groups = sweep_groups(runs, {"tau"}, lambda r: float(r.config["tau"]))
-        for gi, g in enumerate(groups):
-            written += plot.plot_sweep([(f"τ={r.config['tau']}", r.metrics) for r in g],
-                                       out / f"fig4_tau{'' if gi == 0 else f'_{gi}'}",
-                                       "Effect of the temperature τ on CL–NSCL alignment",
-                                       pair=f"{g[0].contrastive}-NSCL")
-        if not groups:
-            skipped["fig4_tau"] = "needs >= 2 encoder runs that differ only in tau"
-        # Fig. 5: batch size (with its learning-rate scaling)
-        groups = sweep_groups(runs, {"batch_size", "lr"}, lambda r: int(r.config["batch_size"]))
-        for gi, g in enumerate(groups):
-            written += plot.plot_sweep([(f"B={r.config['batch_size']}, η={r.config['lr']:g}", r.metrics) for r in g],
-                                       out / f"fig5_batch{'' if gi == 0 else f'_{gi}'}",
-                                       "Effect of the batch size B (learning rate scaled with B) on CL–NSCL alignment",
-                                       pair=f"{g[0].contrastive}-NSCL")
-        if not groups:
-            skipped["fig5_batch"] = "needs >= 2 encoder runs that differ only in the batch size (and lr)"
+        # Figs. 4 / 5: one curve per tau / per batch size
+        for stem, vary, by, label, title, why in _SWEEP_FIGURES:
+            groups = sweep_groups(runs, vary, by)
+            for gi, g in enumerate(groups):
+                written += plot.plot_sweep([(label(r), r.metrics) for r in g],
+                                           out / f"{stem}{'' if gi == 0 else f'_{gi}'}", title,
+                                           pair=f"{g[0].contrastive}-NSCL")
+            if not groups:
+                skipped[stem] = why
     else:
         for k in ("fig2_alignment", "fig3_heatmap", "fig4_tau", "fig5_batch", "fig6_weight_gap", "table1"):
             skipped[k] = "no encoder run (python -m experiments.bound_vs_empirical)"
@@ -220,18 +223,11 @@ def _table1(runs: Sequence[EncoderRun], out: Path) -> list[Path]:
             rows.append([r.label(), name, f"{last.get('epoch', float('nan')):g}" if last else "",
                          f"{100 * nc[-1]['nccc']:.2f}" if nc else "-",
                          f"{100 * lp[-1]['linear_probe']:.2f}" if lp else "-"])
-    md = out / "table1.md"
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    md.write_text("Nearest class-centre (NCCC) and linear-probe (LP) test accuracy (%), last evaluation.\n\n"
-                  + "\n".join(lines) + "\n")
-    import csv
-
-    cp = out / "table1.csv"
-    with open(cp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+    md = atomic_write_text(out / "table1.md", "Nearest class-centre (NCCC) and linear-probe (LP) test accuracy (%), "
+                           "last evaluation.\n\n" + "\n".join(lines) + "\n")
+    cp = write_csv(out / "table1.csv", [dict(zip(header, row)) for row in rows], columns=header)
     return [md, cp]
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
 import time
@@ -53,6 +52,7 @@ import torch
 from scipy.optimize import minimize
 from tqdm import tqdm
 
+from runio import atomic_write, write_json
 from theory.constants import (
     check_classes,
     check_delta,
@@ -780,9 +780,10 @@ def save_results(results: Sequence[ClaimResult], out_dir: Path, config: dict) ->
             arrays[f"{r.rid}__x"] = r.x
         if r.xp is not None:
             arrays[f"{r.rid}__xp"] = r.xp
-    np.savez(out_dir / "adversarial.npz", **arrays)
+    atomic_write(out_dir / "adversarial.npz", lambda f: np.savez(f, **arrays))
     doc = {"config": config, "summary": summarize(results), "records": [r.record() for r in results]}
-    (out_dir / "adversarial.json").write_text(json.dumps(doc, indent=1, default=float))
+    # NaN / Infinity literals (not strings): reproduce() reads ratios and Delta back as floats
+    write_json(out_dir / "adversarial.json", doc, nonfinite="literal", indent=1, default=float)
 
 
 def reproduce(record: dict, arrays: dict) -> tuple[float, float, float, int | None]:

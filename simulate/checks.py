@@ -42,8 +42,8 @@ from theory.losses import (
     class_split_from_softmax,
     contrastive_grad_from_softmax,
     contrastive_grad_prepared,
+    contrastive_softmax_prepared,
     jacobian_inf_norm,
-    reweighting_gap,
     softmax_lse,
     softmax_mass_split,
 )
@@ -232,82 +232,77 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
 
     consts: engine.theory_constants (Delta, eps, lipschitz, inject, frac_bound). Returns (claims, info):
     claims = {id: ClaimEval}; info = scalars for steps.csv (realised Delta, premise flags, term (A), ...).
-    Extra evaluations: G^NSCL at Sigma^CL and the class masses from the CL softmax of the update
-    (theory.losses.class_split_from_softmax: no further exp pass; a direct softmax if a class mass underflows),
-    G^CL at Sigma^NSCL (one more fused softmax), and their two Sigma-space scatters.
+    Per-anchor claims have one instance per anchor (anchors sharing a Sigma row share its softmax).
+    Extra evaluations: G^NSCL at Sigma^CL and G^CL at Sigma^NSCL (one fused softmax each), and the class masses
+    from the CL softmax of the update (theory.losses.class_split_from_softmax: no further exp pass; a direct
+    logsumexp if a class mass underflows), all on the (R, K) anchor rows of the block.
     """
     g = st.geom
     B, tau = g.B, st.tau
     Lip, Delta, inj = consts["lipschitz"], consts["Delta"], consts["inject"]
-    ordered = not g.symmetric
-    # extra gradient evaluations (same library functions, other Sigma)
-    split = class_split_from_softmax(st.p_cl, softmax_lse(st.res_cl), g.den_cl, g.same_class, g.same_den_f, g.other_f)
+    ri = g.row_inv  # anchor -> its row
+    ar = torch.arange(B)
+    pos_c = g.col_inv[B:]  # column of each anchor's positive
+    n_neg_a = (2 * (B - g.same_count)).to(torch.float64)  # keys of another label (NSCL denominator size)
+    n_pos_a = (2 * B - 1) - n_neg_a  # same-label keys in the CL denominator (positive included, anchor not)
+    has_neg = n_neg_a > 0
+    rows_of = lambda v: torch.zeros(g.R, dtype=v.dtype).scatter_(0, ri, v)  # noqa: E731 (anchor -> row values)
+
+    # extra gradient evaluations (same library functions, other Sigma): G^NSCL at Sigma^CL and G^CL at Sigma^NSCL
+    # by the functions of the update (so G(S) - G(S') is exactly 0 where S = S', e.g. at step 0)
+    q_at_cl = contrastive_softmax_prepared(g.logit_rows(st.blk_cl), g.bprep_ns, tau).p
+    U_ns_at_cl = g.rows_to_block(contrastive_grad_from_softmax(q_at_cl, g.bprep_ns, tau, g.row_scale))
+    U_cl_at_ns = g.rows_to_block(contrastive_grad_prepared(g.logit_rows(st.blk_ns), g.bprep_cl, tau, g.row_scale).grad)
+    # class masses of the CL softmax at Sigma^CL (Lem. 4, Cor. 3, Lem. 6) from p itself: no further exp pass
+    same_f = 1.0 - g.other_blk_f  # same-label columns (p is 0 where no key of D_s sits)
+    split = class_split_from_softmax(st.p_cl, softmax_lse(st.sm_cl), None, None, same_f, g.other_blk_f,
+                                     rows_of(n_pos_a), rows_of(n_neg_a), need_q=False)
     if split is None:  # a class group's softmax mass underflowed (logit range > ~700 tau): direct computation
-        res = contrastive_grad_prepared(st.sim_cl, g.prep_ns, tau)
-        q_at_cl, g_ns_at_cl = res.p, res.grad
-        ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)
+        ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)  # per anchor
+        ms = ms._replace(n_pos=n_pos_a.long(), n_neg=n_neg_a.long())
     else:
-        ms, q_at_cl = split.mass, split.q
-        g_ns_at_cl = contrastive_grad_from_softmax(q_at_cl, g.prep_ns, tau)
-    g_cl_at_ns = contrastive_grad_prepared(st.sim_ns, g.prep_cl, tau).grad
-    U_ns_at_cl = g.sigma_grad(g_ns_at_cl)
-    U_cl_at_ns = g.sigma_grad(g_cl_at_ns)
+        ms = type(split.mass)(*(f[ri] for f in split.mass))  # rows -> anchors
     claims: dict[str, ClaimEval] = {}
 
-    # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients ||g_s||^2 with duplicate key items merged:
-    # sum over unshared columns of g^2 + sum over groups of keys sharing a column of (group sum)^2
-    keys, _, G = g.dup_cols
-    gg_cl, gg_ns = st.g_cl.square(), st.g_ns.square()
-    if ordered:
-        def per_anchor_sq(gm: Tensor, gg: Tensor) -> Tensor:
-            if G == 0:
-                return gg.sum(1)
-            return gg.index_fill(1, keys, 0.0).sum(1) + g.group_sums(gm).square().sum(1)
+    # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients g_s = (p_r - e_pos(s))/tau on row r (merged keys);
+    # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i)
+    own_a = g.own_c[ri]
 
-        sq_cl, sq_ns = per_anchor_sq(st.g_cl, gg_cl), per_anchor_sq(st.g_ns, gg_ns)
-    else:
-        own = g.col_inv[:B, None]  # column (within uc) of the anchor's own item: Sigma(i, i)
+    def per_anchor_sq(p: Tensor, valid: Tensor) -> Tensor:
+        Pa = p.index_select(0, ri)
+        Pa[ar[valid], pos_c[valid]] -= 1.0
+        sq = Pa.square().sum(1)
+        if g.symmetric:
+            d = Pa[ar, own_a]
+            sq = 2.0 * sq - d * d
+        return sq / (tau * tau)
 
-        def per_anchor_sq_sym(gc: Tensor) -> Tensor:  # ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (row i)
-            d = gc.gather(1, own).squeeze(1)
-            return 2.0 * (gc * gc).sum(1) - d * d
-
-        sq_cl, sq_ns = per_anchor_sq_sym(st.gc_cl), per_anchor_sq_sym(st.gc_ns)
+    sq_cl = per_anchor_sq(st.p_cl, torch.ones(B, dtype=torch.bool))
+    sq_ns = per_anchor_sq(st.q_ns, has_neg)
     G2 = torch.stack([st.U_cl.square().sum(), st.U_ns.square().sum()])
     claims["L1"] = _eval(G2, torch.stack([sq_cl.sum(), sq_ns.sum()]) / (B * B))
     claims["L3"] = _eval(torch.cat([sq_cl, sq_ns]).sqrt(), math.sqrt(2.0) / tau)
     claims["L3_batch"] = _eval(G2.sqrt(), math.sqrt(2.0 / B) / tau)
 
-    # Lem. 2: per-anchor Jacobian of the Sigma-space softmax pi (duplicate keys merged: pi = p summed over each
-    # group of keys sharing a column). ||Diag pi - pi pi^T||_inf = max_r 2 pi_r (1 - pi_r) = 2 m (1 - m) with
-    # m = max_r pi_r (every other pi_r <= 1 - m, and x(1-x) is symmetric about 1/2). Individual keys of a group
-    # are <= its sum, so m = max(max over keys of p, max over groups of the group sums).
-    def pi_max(p: Tensor) -> Tensor:
-        m = p.amax(1)
-        return torch.maximum(m, g.group_sums(p).amax(1)) if G else m
-
-    jac = torch.cat([jacobian_inf_norm(pi_max(st.p_cl)[:, None]), jacobian_inf_norm(pi_max(st.q_ns)[:, None])])
+    # Lem. 2: per-anchor Jacobian of the Sigma-space softmax pi (keys on one column merged: the row softmax).
+    # ||Diag pi - pi pi^T||_inf = max_r 2 pi_r (1 - pi_r) = 2 m (1 - m) with m = max_r pi_r (every other
+    # pi_r <= 1 - m, and x (1 - x) is symmetric about 1/2)
+    jac = torch.cat([jacobian_inf_norm(st.p_cl.amax(1)[:, None])[ri], jacobian_inf_norm(st.q_ns.amax(1)[:, None])[ri]])
     claims["L2_jac"] = _eval(jac, 0.5)
 
     # Lem. 2 Lipschitz claim at the actual pair, on the entries each map reads (its softmax inputs)
     d2 = st.diff.square()
-    if ordered:
+    if not g.symmetric:
         # NSCL reads (r, c) iff the labels of row item r and column item c differ; CL reads every block entry
         # except an anchor row's own column when no other key sits there (only the self-masked key)
-        R, K = g.block_shape
-        lr = torch.zeros(R, dtype=torch.float64).scatter_(0, g.row_inv, g.anchor_labels.to(torch.float64))
-        lc = torch.zeros(K, dtype=torch.float64).scatter_(0, g.col_inv, g.key_labels.to(torch.float64))
-        act_ns = (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
-        d_ns = math.sqrt(float((d2 * act_ns).sum()))
-        own_c = torch.zeros(R, dtype=torch.long).scatter_(0, g.row_inv, g.col_inv[:B])
-        lone = torch.bincount(g.col_inv, minlength=K)[own_c] == 1
-        d2.view(-1).index_fill_(0, (torch.arange(R) * K + own_c)[lone], 0.0)
+        d_ns = math.sqrt(float((d2 * g.other_blk_f).sum()))
+        d2.view(-1).index_fill_(0, g.lone_own, 0.0)
         d_cl = math.sqrt(float(d2.sum()))
     else:
         # one scatter of  den_NSCL + w den_CL  with w = 4B + 1 > any NSCL count per entry
         # (<= 2B per anchor row, doubled by the symmetrisation); NSCL den is a subset of the CL den
         w = 4 * B + 1
-        marks = torch.where(g.den_cl, torch.where(g.den_ns, w + 1.0, float(w)), 0.0).to(st.g_cl.dtype)
+        marks = torch.where(g.den_cl, torch.where(g.den_ns, w + 1.0, float(w)), 0.0).to(torch.float64)
         cnt = g.sigma_grad(marks) * B
         act_cl = cnt > 0.5
         act_ns = torch.remainder(torch.round(cnt), w) > 0.5
@@ -316,11 +311,13 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims["L2"] = _eval(_fro(U_ns_at_cl - st.U_ns), Lip * d_ns)
     claims["L2_CL"] = _eval(_fro(st.U_cl - U_cl_at_ns), Lip * d_cl)
 
-    # Lem. 4 / Cor. 3: masses at Sigma^CL
-    # largest |logit| in each CL denominator (0 for an empty one): |s| + (0 on D, -inf off D)
-    abs_logit = st.sim_cl.abs().add_(g.prep_cl.den_bias).amax(1).clamp_(min=0.0)
+    # Lem. 4 / Cor. 3: masses at Sigma^CL; largest |logit| in each CL denominator (the row without the lone
+    # own entry; 0 for an empty one)
+    absl = g.logit_rows(st.blk_cl).abs()
+    absl.view(-1).index_fill_(0, g.lone_own, 0.0)
+    abs_logit = absl.amax(1)[ri]
     in_range = abs_logit <= 1.0
-    n_pos, n_neg = ms.n_pos.double(), ms.n_neg.double()
+    n_pos, n_neg = n_pos_a, n_neg_a
     inv = 1.0 / tau
     zero = torch.zeros(B, dtype=torch.float64)
     subs = []
@@ -340,7 +337,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     z_ratio = torch.where(n_neg > 0, torch.exp(lr), torch.full_like(lr, math.inf))
     claims["L4"] = _eval(z_ratio, math.exp(2 * inv) * n_pos / n_neg.clamp(min=1), in_range,
                          ratio=torch.stack(subs).amax(0))
-    same_b = (g.anchor_labels[:, None] == g.anchor_labels[None, :]).sum(1).double()  # n_same, own slot included
+    same_b = g.same_count.to(torch.float64)  # n_same, own slot included
     frac_in = (B - same_b) / B
     frac_ex = (B - same_b) / (B - 1)
     fb = consts["frac_bound"]
@@ -350,14 +347,25 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     prem = event & in_range
     claims["Cor3_mass"] = _eval(z_ratio, Delta / 2.0, prem)
 
-    # Lem. 6 at Sigma^CL: p (CL softmax of the update) and q (NSCL softmax at the same Sigma^CL)
-    rg = reweighting_gap(st.p_cl, q_at_cl)
-    has_neg = n_neg > 0
-    claims["L6"] = _eval(rg.l1, Delta, prem & has_neg)
-    claims["L6_l2"] = _eval(rg.l2, Delta, prem & has_neg)
-    claims["L6_identity"] = _eval(rg.l1, 2.0 * ms.alpha, has_neg)
-    # NSCL logit gradients at Sigma^NSCL (per key, not merged: the display is about the logit gradient)
-    claims["L3_nscl_display"] = _eval(gg_ns.sum(1), (gg_ns * g.other_f).sum(1), g.prep_ns.n_den > 0)
+    # Lem. 6 at Sigma^CL: p (CL softmax) and q (NSCL softmax at the same Sigma^CL), per key. On a column
+    # holding m keys of D_s the row softmaxes carry m times the per-key value (q: m = cnt on other-label
+    # columns; p: also on same-label ones, the row's own column holding cnt - 1), so
+    # ||p - q||_1 = sum_c |p_c - q_c| and ||p - q||_2^2 = sum_c (p_c - q_c)^2 / m_c.
+    dpq = st.p_cl - q_at_cl
+    l1 = dpq.abs().sum(1)
+    dd = dpq.square_().mul_((1.0 / g.cnt.to(torch.float64))[None, :])
+    own_idx = torch.arange(g.R) * g.K + g.own_c
+    m_own = g.cnt[g.own_c].to(torch.float64)
+    dd.view(-1)[own_idx] *= m_own / (m_own - 1.0).clamp(min=1.0)  # own column: m = cnt - 1 (0 entries if cnt = 1)
+    l2 = dd.sum(1).sqrt()
+    l1, l2 = l1[ri], l2[ri]
+    claims["L6"] = _eval(l1, Delta, prem & has_neg)
+    claims["L6_l2"] = _eval(l2, Delta, prem & has_neg)
+    claims["L6_identity"] = _eval(l1, 2.0 * ms.alpha, has_neg)
+    # Lem. 3 NSCL display at Sigma^NSCL, per key (not merged: the display is about the logit gradient):
+    # sum over negative keys of q_k^2 = sum_c q_c^2 / cnt_c; the positive key adds (-1/tau)^2
+    s2 = st.q_ns.square().mul_((1.0 / g.cnt.to(torch.float64))[None, :]).sum(1)[ri] / (tau * tau)
+    claims["L3_nscl_display"] = _eval(s2 + has_neg.to(torch.float64) / (tau * tau), s2, has_neg)
 
     # Lem. 8 and the Thm. 1 recurrence (step-level premise)
     prem_step = bool(prem.all())
@@ -379,7 +387,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
             "event_ok": bool(event.all()),
             "logits_ok_frac": float(in_range.double().mean()),
             "max_abs_logit": float(abs_logit.max()),
-            "dup_anchor_rows": B - int(g.ur.shape[0]),
+            "dup_anchor_rows": B - g.R,
             "n_invalid_nscl": int((~has_neg).sum()),
         },
     }

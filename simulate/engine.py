@@ -15,11 +15,21 @@ and Sigma is the (N V) x (N V) similarity matrix of the items. At step t (shared
     the anchor's own key (column s) is self-masked; its positive is the other view (j_s, b_s) (same id).
     A duplicate draw of the same sample at u != s is a same-class key with a different id (never a
     positive): it sits in the CL denominator and is removed from the NSCL one.
-  * sim^o = Sigma^o[rows, keys] (B x 2B) for o in {CL, NSCL}; the per-anchor gradients wrt sim come from
-    ``theory.losses.contrastive_grad`` (the project's one loss implementation); the batch gradient wrt Sigma
-    is G^o = (1/B) sum_s g_s scattered to (r_s, key_k) with duplicates *summed* (chain rule: the loss reads
-    that entry twice). The scatter is done by coalescing onto the unique touched entries (index_add_ =
-    index_put_(accumulate=True)) and writing Sigma^o <- Sigma^o - eta_t G^o there.
+  * the per-anchor loss of o in {CL, NSCL} reads sim^o = Sigma^o[rows, keys] (B x 2B); its gradient wrt Sigma
+    is G^o = (1/B) sum_s g_s with g_s = (p_s - e_pos(s))/tau on row r_s (theory.losses, Lemmas 2-3), entries
+    read twice by the loss (duplicate keys / anchors) *summed* (chain rule); Sigma^o <- Sigma^o - eta_t G^o.
+
+How a step is computed (the same numbers, to rounding; tests/test_simulate.py checks both ways): the touched
+entries are the block Sigma[ur][:, uc] of the R unique anchor rows and K unique key columns; it is gathered
+once per run (one flat index_select), and the gradient is formed directly on it: anchors sharing a row share
+their denominator (cols[s] = rows[s]), and a column holding m keys of D_s enters their softmax m times, so
+every unique row needs ONE softmax of x_rc + log m(r, c) over the K columns (theory.losses.
+contrastive_softmax_prepared with a multiset bias, Geometry.bprep_cl / bprep_ns), and
+G[r] = (n_r/B) (p_r - pos_r/n_r)/tau (n_r anchors on row r; theory.losses.contrastive_grad_from_softmax).
+The update blk - eta G is formed in one pass from p and written back with one index_copy_ per run. The
+(B, 2B) logits, per-anchor gradients and their scatter (Geometry.sigma_grad) are computed only on request
+(checks of the symmetric parameterisation, tests). What bounds a step at large N: reading and writing the two
+R x K blocks scattered over 2 x (N V)^2 doubles (memory traffic; benchmarks/bench_sigma.py measures this floor).
 
 Modelling options (CLI flag; default and why)
 ---------------------------------------------
@@ -33,15 +43,27 @@ Modelling options (CLI flag; default and why)
               is one coordinate), which couples anchor blocks (Lem. 1 fails by construction).
   replacement batches drawn with replacement (default; the paper's protocol, Sec. 3 / App. B) or without
               (distinct samples within a batch; no duplicate anchors).
-  project     ``none`` (default: Eq. 1 exactly, Sigma may leave [-1, 1]) or ``clip`` (touched entries
-              projected onto [-1, 1] after each step; keeps the bounded-logit premise of Lems. 4, 6, 8).
-  eta         constant (default DEFAULT_ETA = 2: Sigma moves ~40% and CKA(CL, NSCL) drops to ~0.98 over the default
-              1000 steps, measured), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2, or a ``.npy`` file of T sizes.
+  project     ``clip`` (default): touched entries projected onto [-1, 1] after each step. Sec. 4.1 declares
+              Sigma_t in [-1, 1]^{N x N} (cosines), and Lemmas 4, 6, 8 and Thm. 1 need bounded logits; Eq. 1
+              alone leaves the box (measured: within 1-8 steps at eta = 2 in the previous default regime, after
+              103 steps in the default regime below), after which those claims are evaluated outside their
+              premise. Clipping is the Euclidean projection onto a convex box, hence non-expansive
+              (||P(a) - P(b)|| <= ||a - b||), so the Thm. 1 recurrence D_{t+1} <= (1 + eta L) D_t + eta Delta/(tau
+              sqrt B) still holds for the projected runs. ``none``: Eq. 1 exactly (Sigma may leave [-1, 1]).
+  eta         constant (default DEFAULT_ETA = 16, see below), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2,
+              or a ``.npy`` file of T sizes.
+
+Default regime (simulate/sigma_descent.py documents the measured numbers): N = 1000, C = 100, V = 2 (M = 2000
+items), B = 512, tau = 2, eta = 16, T = 200, delta = 0.05, aug_noise = 2, clip. Large tau and B keep
+Delta_{C,delta} = 0.81 small enough that the Thm. 1 / Cor. 1-2 certificates are NOT vacuous (rho = 0.48 at
+T), while Sigma moves by 13% (CKA(Sigma_0, Sigma_T) = 0.992). The previous default regime is
+``--n 500 --classes 10 --batch-size 64 --tau 0.5 --eta 2 --steps 1000 --aug-noise 0.5 --project none
+--eval-every 100`` (there Delta = 83 and every certificate is vacuous).
 
 Sigma_0: class-structured random unit embeddings (class means of norm ``separation`` plus isotropic noise,
 normalised; ``separation = 0``: no class structure), view slot v = normalise(x_j + aug_noise * xi_jv) (default
-aug_noise 0.5: the two views start at cosine ~0.8, leaving room below 1), and
-Sigma_0 = cosine Gram of the N V items (diagonal set to exactly 1, entries clipped to [-1, 1] against
+aug_noise 2: the two views start at cosine ~0.2, leaving room for the positives to move before the clip at 1),
+and Sigma_0 = cosine Gram of the N V items (diagonal set to exactly 1, entries clipped to [-1, 1] against
 rounding), or loaded from ``init_path`` (.npy, (N, d) or (N, V, d)) with labels from ``labels_path``.
 
 Incremental drift: ||Sigma^CL - Sigma^NSCL||_F^2 is updated with the touched entries only (old squares out,
@@ -77,7 +99,13 @@ from theory.constants import (
     delta_c_delta,
     eps_b_delta,
 )
-from theory.losses import PreparedMasks, SoftmaxGrad, contrastive_grad_prepared
+from theory.losses import (
+    MaskedSoftmax,
+    PreparedMasks,
+    contrastive_grad_from_softmax,
+    contrastive_grad_prepared,
+    contrastive_softmax_prepared,
+)
 
 __all__ = [
     "VIEWS",
@@ -114,10 +142,9 @@ VIEWS = ("slots", "identity")
 SIGMA_MODES = ("ordered", "symmetric")
 PROJECTIONS = ("none", "clip")
 ETA_SCHEDULES = ("constant", "cosine")
-# Default step size (measured, N=500, C=10, B=64, tau=0.5, 1000 steps): a positive entry moves by about
-# eta (1 - p) / (tau B) per touch; eta = 2 moves Sigma by ~40% (||S_T - S_0||_F / ||S_0||_F), CKA(S_T, S_0) ~0.93,
-# and separates the runs to CKA(S^CL, S^NSCL) ~0.98; eta = 0.5 gives ~0.9999 (too little to see), eta = 8 ~0.8.
-DEFAULT_ETA = 2.0
+# Default step size of the default regime (see the module docstring): Sum eta = 3200 keeps the Thm. 1 certificate
+# non-vacuous (rho = 0.48) while Sigma moves by 13% (CKA(Sigma_0, Sigma_T) = 0.992).
+DEFAULT_ETA = 16.0
 
 # fields that define the dynamics (a checkpoint can only be resumed with the same values)
 _RUN_ONLY_FIELDS = ("checkpoint_every", "stop_after", "save_sigma", "plot")
@@ -135,29 +162,29 @@ class NonFiniteError(ValueError):
 class SigmaConfig:
     """All options of a coupled Sigma-space run (see the module docstring for the modelling choices)."""
 
-    n: int = 500
-    classes: int = 10
-    batch_size: int = 64
-    tau: float = 0.5
+    n: int = 1000
+    classes: int = 100
+    batch_size: int = 512
+    tau: float = 2.0
     eta: float | list = DEFAULT_ETA
     eta_schedule: str = "constant"  # constant | cosine | path/to/eta.npy (T step sizes)
-    steps: int = 1000
+    steps: int = 200
     delta: float = 0.05
     views: str = "slots"
     view_slots: int = 2
     sigma: str = "ordered"
     replacement: bool = True
-    project: str = "none"
+    project: str = "clip"
     separation: float = 1.0
     embed_dim: int = 64
-    aug_noise: float = 0.5
+    aug_noise: float = 2.0
     init_path: str | None = None
     labels_path: str | None = None
     init_seed: int = 0
     batch_seed: int = 1
     aug_seed: int = 2
     checks: bool = True
-    eval_every: int = 100
+    eval_every: int = 50
     lemma5_trials: int = 200
     checkpoint_every: int = 0
     stop_after: int | None = None
@@ -448,9 +475,10 @@ class Geometry:
     lin (R K,) = flat indices of the block in the (M, M) matrix; flat_rc (2 B^2,) = flat index of each (anchor,
     key) logit within the block (its gather index and its scatter index).
 
-    Computed on first use (cached): the (B, 2B) bool masks of theory.losses.contrastive_masks (same_class,
-    pos_cl, den_cl, pos_ns, den_ns), their PreparedMasks (prep_cl, prep_ns) and float versions (checks), and
-    the coalescing plan of the scatter (ordered Sigma).
+    Computed on first use (cached): the block-level data of the hot path (own_c, cnt, n_r, row_scale, lab_r,
+    lab_c, other_blk_f, lone_own, and the multiset PreparedMasks bprep_cl / bprep_ns of the (R, K) anchor rows);
+    the (B, 2B) bool masks of theory.losses.contrastive_masks (same_class, pos_cl, den_cl, pos_ns, den_ns) and
+    their PreparedMasks (prep_cl, prep_ns); the coalescing plan of the (B, 2B) scatter (ordered Sigma).
     """
 
     def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
@@ -465,9 +493,12 @@ class Geometry:
         else:
             self.block_rows = ur
             self.anchor_block_row = row_inv
-        K = int(uc.shape[0])
         self.lin = (self.block_rows[:, None] * M + uc[None, :]).reshape(-1)
-        self.flat_rc = (self.anchor_block_row[:, None] * K + col_inv[None, :]).reshape(-1)
+
+    @functools.cached_property
+    def flat_rc(self) -> Tensor:
+        """(2 B^2,) flat index of each (anchor, key) logit within the block."""
+        return (self.anchor_block_row[:, None] * int(self.uc.shape[0]) + self.col_inv[None, :]).reshape(-1)
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -528,34 +559,120 @@ class Geometry:
         return PreparedMasks(self.pos_ns, self.den_ns, bias, keep, B + keep, torch.ones(keep.shape[0], dtype=torch.float64),
                              valid, ar[~valid], torch.ones(B, dtype=torch.long), n_den)
 
-    @functools.cached_property
-    def other_f(self) -> Tensor:
-        """(B, 2B) float64 1{k in D_a^CL, other class} = 1{k in D_a^NSCL}."""
-        return self.den_ns.view(torch.uint8).to(torch.float64)
+    # -- the step on the block (the hot path): one softmax row per unique anchor row over the unique key columns.
+    # Anchor s on row r reads the keys of its denominator D_s; a column c holding m keys of D_s enters its
+    # softmax m times, so the per-key softmax over D_s is the softmax of x_rc + log m(r, c) over the columns
+    # (anchors sharing a row share D, as cols[s] = rows[s]). The anchors of row r add up to the block gradient
+    # U[r] = (1/(B tau)) (n_r p_r - sum_{s on r} e_{pos(s)}) = (n_r / B) (p_r - pos_r/|P_r|)/tau.
+    @property
+    def R(self) -> int:
+        return int(self.ur.shape[0])
+
+    @property
+    def K(self) -> int:
+        return int(self.uc.shape[0])
 
     @functools.cached_property
-    def same_den_f(self) -> Tensor:
-        """(B, 2B) float64 1{k in D_a^CL, same class} (the anchor itself excluded)."""
-        f = self.same_class.view(torch.uint8).to(torch.float64)
-        f[self._ar, self._ar] = 0.0
-        return f
+    def own_c(self) -> Tensor:
+        """(R,) column (within uc) of each anchor row's own item."""
+        return torch.searchsorted(self.uc, self.ur)
 
-    # -- duplicated key items (a sample drawn twice, or views=identity): groups of keys on one Sigma column
     @functools.cached_property
-    def dup_cols(self) -> tuple[Tensor, Tensor, int]:
-        """(keys, group, G): the keys whose column is shared with another key, their group id in 0..G-1."""
-        K = int(self.uc.shape[0])
-        cnt = torch.bincount(self.col_inv, minlength=K)
-        shared = cnt[self.col_inv] > 1
-        keys = shared.nonzero().squeeze(1)
-        cols = self.col_inv[keys]
-        ucols, group = torch.unique(cols, return_inverse=True)
-        return keys, group, int(ucols.shape[0])
+    def cnt(self) -> Tensor:
+        """(K,) number of keys on each unique column."""
+        return torch.bincount(self.col_inv, minlength=self.K)
 
-    def group_sums(self, x: Tensor) -> Tensor:
-        """Per-anchor sums of x over each group of duplicated keys. Shape: (B, 2B) -> (B, G)."""
-        keys, group, G = self.dup_cols
-        return torch.zeros(x.shape[0], G, dtype=x.dtype).index_add_(1, group, x.index_select(1, keys))
+    @functools.cached_property
+    def n_r(self) -> Tensor:
+        """(R,) number of anchors on each unique row."""
+        return torch.bincount(self.row_inv, minlength=self.R)
+
+    @functools.cached_property
+    def row_scale(self) -> Tensor:
+        """(R,) n_r / B: the weight of a row's softmax in the batch gradient."""
+        return self.n_r.to(torch.float64) / self.B
+
+    @functools.cached_property
+    def lab_r(self) -> Tensor:
+        return torch.zeros(self.R, dtype=self.anchor_labels.dtype).scatter_(0, self.row_inv, self.anchor_labels)
+
+    @functools.cached_property
+    def lab_c(self) -> Tensor:
+        return torch.zeros(self.K, dtype=self.key_labels.dtype).scatter_(0, self.col_inv, self.key_labels)
+
+    @functools.cached_property
+    def same_count(self) -> Tensor:
+        """(B,) number of batch positions u with the anchor's label (the anchor itself included)."""
+        _, inv, counts = torch.unique(self.anchor_labels, return_inverse=True, return_counts=True)
+        return counts[inv]
+
+    @functools.cached_property
+    def other_blk_f(self) -> Tensor:
+        """(R, K) float64: 1 where the column item's label differs from the row's (the NSCL-read entries)."""
+        lr, lc = self.lab_r.to(torch.float64), self.lab_c.to(torch.float64)
+        return (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
+
+    @functools.cached_property
+    def lone_own(self) -> Tensor:
+        """(L,) flat (R, K) indices of the entries (r, own column) that no key of D_s reaches (only the self
+        key sits there): outside every denominator of the row."""
+        lone = self.cnt[self.own_c] == 1
+        return (torch.arange(self.R) * self.K + self.own_c)[lone]
+
+    @functools.cached_property
+    def _logcnt(self) -> Tensor:
+        return torch.log(self.cnt.to(torch.float64))
+
+    @functools.cached_property
+    def _pos_unique(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Unique (row, column) positives of the anchors, with the weights count / n_r."""
+        K = self.K
+        uk, counts = torch.unique(self.row_inv * K + self.col_inv[self.B:], return_counts=True)
+        pr = uk // K
+        return pr, uk % K, counts.to(torch.float64) / self.n_r[pr].to(torch.float64)
+
+    def _block_positives(self, valid_rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The positives on valid rows (all anchors of a row share its validity)."""
+        pr, pc, w = self._pos_unique
+        if bool(valid_rows.all()):
+            return pr, pc, w
+        keep = valid_rows[pr]
+        return pr[keep], pc[keep], w[keep]
+
+    @functools.cached_property
+    def bprep_cl(self) -> PreparedMasks:
+        """Block PreparedMasks of CL: bias log m(r, c) with m = cnt(c), minus 1 on the row's own column."""
+        R, K = self.R, self.K
+        bias = self._logcnt.expand(R, K).clone()
+        bias.view(-1)[torch.arange(R) * K + self.own_c] = torch.log((self.cnt[self.own_c] - 1).to(torch.float64))
+        valid = torch.ones(R, dtype=torch.bool)
+        pr, pc, w = self._block_positives(valid)
+        n_den = torch.full((R,), 2 * self.B - 1, dtype=torch.long)
+        return PreparedMasks(None, None, bias, pr, pc, w, valid, pr[:0], self.n_r, n_den)
+
+    @functools.cached_property
+    def bprep_ns(self) -> PreparedMasks:
+        """Block PreparedMasks of NSCL: bias log cnt(c) on other-label columns, -inf elsewhere; rows without
+        an other-label key are invalid (their anchors have no negative: zero gradient)."""
+        R = self.R
+        # log cnt - (1/other - 1): 1/1 - 1 = 0 and 1/0 - 1 = inf, so the bias is exactly log cnt or -inf
+        bias = torch.sub(self._logcnt[None, :], torch.reciprocal(self.other_blk_f).sub_(1.0))
+        n_neg = 2 * (self.B - self.same_count)  # (B,) keys with another label
+        n_den = torch.zeros(R, dtype=torch.long).scatter_(0, self.row_inv, n_neg)
+        valid = n_den > 0
+        pr, pc, w = self._block_positives(valid)
+        return PreparedMasks(None, None, bias, pr, pc, w, valid, (~valid).nonzero().squeeze(1), self.n_r, n_den)
+
+    def logit_rows(self, blk: Tensor) -> Tensor:
+        """(R, K) logits of the unique anchor rows: the block itself (ordered) or its anchor rows (symmetric)."""
+        return blk.index_select(0, self.own_c) if self.symmetric else blk
+
+    def rows_to_block(self, U_rows: Tensor) -> Tensor:
+        """Block gradient from the (R, K) anchor-row gradient (symmetric: embedded and symmetrised)."""
+        if not self.symmetric:
+            return U_rows
+        out = torch.zeros(self.block_shape, dtype=U_rows.dtype).index_copy_(0, self.own_c, U_rows)
+        return self._symmetrise(out)
 
     # -- scatter (B, 2B) -> block
     @functools.cached_property
@@ -618,6 +735,14 @@ class Geometry:
         out.mul_(1.0 / self.B)
         return self._symmetrise(out)
 
+    def gather_block(self, sigma: Tensor) -> Tensor:
+        """Sigma on the touched block (a copy; one flat gather). Shape: (M, M) -> block_shape."""
+        return sigma.view(-1).index_select(0, self.lin).view(self.block_shape)
+
+    def block_sim(self, blk: Tensor) -> Tensor:
+        """(B, 2B) logits of the batch (anchor s, key k) from the block."""
+        return blk.reshape(-1).index_select(0, self.flat_rc).view(self.B, 2 * self.B)
+
     def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(block, sim): Sigma on the touched block (a copy; one flat gather) and the (B, 2B) logits of the
         batch (a gather from the block)."""
@@ -649,20 +774,49 @@ class StepTensors:
     """Everything one coupled step computes before writing Sigma (read by the checks).
 
     blk_cl / blk_ns: Sigma^CL / Sigma^NSCL on the touched block BEFORE the update (copies);
-    sim_cl / sim_ns (B, 2B) logits; g_cl = CL per-anchor gradients at Sigma^CL, g_ns = NSCL at Sigma^NSCL;
-    p_cl / q_ns: their softmaxes (the CL softmax over D_a^CL at Sigma^CL, the NSCL one at Sigma^NSCL);
-    U_cl / U_ns: the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block.
-    On first use: gc_cl / gc_ns (B, K) per-anchor rows coalesced onto the unique key items, diff = blk_cl - blk_ns.
+    sm_cl / sm_ns: theory.losses.MaskedSoftmax of the (R, K) anchor rows of the block (multiset softmax over the
+    unique key columns, Geometry.bprep_cl / bprep_ns): p_cl = the CL softmax at Sigma^CL, q_ns = the NSCL softmax
+    at Sigma^NSCL (zero rows where the row's anchors have no negative).
+    On first use: U_cl / U_ns, the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block;
+    sim_cl / sim_ns (B, 2B) per-(anchor, key) logits, g_cl / g_ns (B, 2B) per-anchor logit gradients
+    (theory.losses on the (B, 2B) masks), gc_cl / gc_ns (B, K) those rows coalesced onto the unique key items;
+    diff = blk_cl - blk_ns.
     """
 
-    def __init__(self, geom: Geometry, tau: float, blk_cl: Tensor, blk_ns: Tensor, sim_cl: Tensor, sim_ns: Tensor,
-                 res_cl: SoftmaxGrad, res_ns: SoftmaxGrad, U_cl: Tensor, U_ns: Tensor):
+    def __init__(self, geom: Geometry, tau: float, blk_cl: Tensor, blk_ns: Tensor, sm_cl: MaskedSoftmax,
+                 sm_ns: MaskedSoftmax):
         self.geom, self.tau = geom, tau
-        self.blk_cl, self.blk_ns, self.sim_cl, self.sim_ns = blk_cl, blk_ns, sim_cl, sim_ns
-        self.res_cl, self.res_ns = res_cl, res_ns
-        self.g_cl, self.g_ns = res_cl.grad, res_ns.grad
-        self.p_cl, self.q_ns = res_cl.p, res_ns.p
-        self.U_cl, self.U_ns = U_cl, U_ns
+        self.blk_cl, self.blk_ns = blk_cl, blk_ns
+        self.sm_cl, self.sm_ns = sm_cl, sm_ns
+        self.p_cl, self.q_ns = sm_cl.p, sm_ns.p
+
+    def _U(self, p: Tensor, prep: PreparedMasks) -> Tensor:
+        g = self.geom
+        return g.rows_to_block(contrastive_grad_from_softmax(p, prep, self.tau, g.row_scale))
+
+    @functools.cached_property
+    def U_cl(self) -> Tensor:
+        return self._U(self.p_cl, self.geom.bprep_cl)
+
+    @functools.cached_property
+    def U_ns(self) -> Tensor:
+        return self._U(self.q_ns, self.geom.bprep_ns)
+
+    @functools.cached_property
+    def sim_cl(self) -> Tensor:
+        return self.geom.block_sim(self.blk_cl)
+
+    @functools.cached_property
+    def sim_ns(self) -> Tensor:
+        return self.geom.block_sim(self.blk_ns)
+
+    @functools.cached_property
+    def g_cl(self) -> Tensor:
+        return contrastive_grad_prepared(self.sim_cl, self.geom.prep_cl, self.tau).grad
+
+    @functools.cached_property
+    def g_ns(self) -> Tensor:
+        return contrastive_grad_prepared(self.sim_ns, self.geom.prep_ns, self.tau).grad
 
     @functools.cached_property
     def gc_cl(self) -> Tensor:
@@ -679,18 +833,35 @@ class StepTensors:
 
 
 def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float, per_anchor: bool = True) -> StepTensors:
-    """Gather both runs' logits and their Sigma-space batch gradients (theory.losses.contrastive_grad_prepared,
-    the project's one gradient implementation, with the step's masks prepared once).
+    """Gather both runs' blocks and their softmaxes; the batch gradients follow on first use (st.U_cl, st.U_ns).
 
-    ``per_anchor`` is accepted for compatibility; the coalesced per-anchor rows are computed on first use.
+    The gradients come from theory.losses (contrastive_softmax_prepared / contrastive_grad_from_softmax, the
+    project's one gradient implementation) on the unique anchor rows of the block with multiset denominators
+    (see Geometry.bprep_cl): every Sigma entry is read once, no (B, 2B) logits and no scatter. Equal (to
+    rounding) to scattering the per-anchor gradients of the (B, 2B) logits (Geometry.sigma_grad;
+    tests/test_simulate.py). ``per_anchor`` is accepted for compatibility; the per-anchor (B, 2B) quantities
+    are computed on first use.
     """
-    blk_cl, sim_cl = geom.gather(sigma_cl)
-    blk_ns, sim_ns = geom.gather(sigma_ns)
-    res_cl = contrastive_grad_prepared(sim_cl, geom.prep_cl, tau)
-    res_ns = contrastive_grad_prepared(sim_ns, geom.prep_ns, tau)
-    U_cl = geom.sigma_grad(res_cl.grad)
-    U_ns = geom.sigma_grad(res_ns.grad)
-    return StepTensors(geom, tau, blk_cl, blk_ns, sim_cl, sim_ns, res_cl, res_ns, U_cl, U_ns)
+    blk_cl = geom.gather_block(sigma_cl)
+    blk_ns = geom.gather_block(sigma_ns)
+    sm_cl = contrastive_softmax_prepared(geom.logit_rows(blk_cl), geom.bprep_cl, tau)
+    sm_ns = contrastive_softmax_prepared(geom.logit_rows(blk_ns), geom.bprep_ns, tau)
+    return StepTensors(geom, tau, blk_cl, blk_ns, sm_cl, sm_ns)
+
+
+def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, geom: Geometry, tau: float, eta: float,
+                   U: Tensor | None) -> Tensor:
+    """blk - eta G on the block. Ordered Sigma: one pass from the softmax, blk + p * (-eta n_r/(B tau)) and
+    blk - eta (p - w) n_r/(B tau) on the positives (the gradient of contrastive_grad_from_softmax, never
+    materialised); symmetric: blk - eta U with the symmetrised U."""
+    if geom.symmetric:
+        return torch.add(blk, U, alpha=-eta)
+    coef = geom.row_scale * (-eta / tau)
+    new = torch.addcmul(blk, p, coef[:, None])
+    r, c = prep.pos_rows, prep.pos_cols
+    if r.numel():
+        new.index_put_((r, c), blk[r, c] + (p[r, c] - prep.pos_w) * coef[r])
+    return new
 
 
 def apply_step(
@@ -701,17 +872,19 @@ def apply_step(
     Returns (d_drift_sq, new_cl_block, new_ns_block): the change of ||Sigma^CL - Sigma^NSCL||_F^2, computed from
     the touched entries only (unique entries, so the difference of sums of squares is exact bookkeeping).
     """
-    new_cl = torch.add(st.blk_cl, st.U_cl, alpha=-eta)
-    new_ns = torch.add(st.blk_ns, st.U_ns, alpha=-eta)
+    g = st.geom
+    sym = g.symmetric
+    new_cl = _updated_block(st.blk_cl, st.p_cl, g.bprep_cl, g, st.tau, eta, st.U_cl if sym else None)
+    new_ns = _updated_block(st.blk_ns, st.q_ns, g.bprep_ns, g, st.tau, eta, st.U_ns if sym else None)
     if clip:
         new_cl.clamp_(-1.0, 1.0)
         new_ns.clamp_(-1.0, 1.0)
-    lin = st.geom.lin
+    lin = g.lin
     sigma_cl.view(-1).index_copy_(0, lin, new_cl.view(-1))
     sigma_ns.view(-1).index_copy_(0, lin, new_ns.view(-1))
-    d_old = st.diff
-    d_new = new_cl - new_ns
-    return float(d_new.square().sum() - d_old.square().sum()), new_cl, new_ns
+    d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
+    d_old = float(torch.linalg.vector_norm(st.diff))
+    return d_new * d_new - d_old * d_old, new_cl, new_ns
 
 
 def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:
@@ -961,8 +1134,8 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
     rows, cols = batch_items(batch, ctx.V)
     lab = ctx.item_labels
     geom = build_geometry(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric)
-    st = compute_step(state.sigma_cl, state.sigma_ns, geom, ctx.tau, per_anchor=suite is not None)
-    if not (_all_finite(st.U_cl) and _all_finite(st.U_ns)):
+    st = compute_step(state.sigma_cl, state.sigma_ns, geom, ctx.tau)
+    if not (_all_finite(st.p_cl) and _all_finite(st.q_ns)):
         raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
     drift_t = state.drift
     d_sq, new_cl, new_ns = apply_step(state.sigma_cl, state.sigma_ns, st, eta_t, ctx.clip)

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
-import csv
 import hashlib
 import json
 import math
 import multiprocessing
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from runio import as_float, read_csv, write_csv
 
 __all__ = [
     "AXES",
@@ -139,18 +138,6 @@ def make_tasks(
 # one run
 
 
-def _num(v):
-    """JSON / result value -> float (None -> nan; "inf"/"nan" strings -> float)."""
-    if v is None:
-        return math.nan
-    if isinstance(v, (bool, np.bool_)):
-        return float(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _worker_init() -> None:
     import torch
 
@@ -172,38 +159,38 @@ def run_one(task: dict, runs_dir: str | None) -> dict:
         return row
     ev = res.eval_rows[-1] if res.eval_rows else {}
     c = res.constants
-    bound = _num(ev.get("bound_closed"))
-    bound_u = _num(ev.get("bound_unrolled"))
+    bound = as_float(ev.get("bound_closed"))
+    bound_u = as_float(ev.get("bound_unrolled"))
     drift = float(res.drift)
     row.update(
         {
             "completed": bool(res.completed),
             "aborted": "",
-            "eps": _num(c.get("eps")),
-            "Delta": _num(c.get("Delta")),
-            "bound_defined": math.isfinite(_num(c.get("Delta"))),
+            "eps": as_float(c.get("eps")),
+            "Delta": as_float(c.get("Delta")),
+            "bound_defined": math.isfinite(as_float(c.get("Delta"))),
             "drift": drift,
-            "drift_full": _num(res.drift_full),
+            "drift_full": as_float(res.drift_full),
             "bound_thm1": bound,
             "bound_thm1_unrolled": bound_u,
-            "bound_thm1_gap": _num(ev.get("bound_gap")),
+            "bound_thm1_gap": as_float(ev.get("bound_gap")),
             # nan where the bound is undefined (Delta undefined: eps >= 1 - 1/C; see bound_defined)
             "drift_over_bound": drift / bound if 0 < bound < math.inf else math.nan,
             "drift_over_bound_unrolled": drift / bound_u if 0 < bound_u < math.inf else math.nan,
-            "cka": _num(res.cka),
-            "rsa": _num(res.rsa),
+            "cka": as_float(res.cka),
+            "rsa": as_float(res.rsa),
         }
     )
     for k in ("k_cl_fro", "sigma_d", "rho_bound", "cka_lb_paper", "cka_lb_sharp", "cka_lb_meas", "cka_lb_meas_sharp",
               "cka_lb_exact", "r_bound", "rsa_lb_paper", "rsa_lb_sharp", "rsa_lb_meas", "rsa_lb_meas_sharp",
               "rsa_lb_exact"):  # fmt: skip
-        row[k] = _num(ev.get(k))
+        row[k] = as_float(ev.get(k))
     for name, claim in (res.checks or {}).items():
         if name.startswith("_") or not isinstance(claim, dict) or "holds" not in claim:
             continue
         h = claim.get("holds")
         row[f"{name}_holds"] = "" if h is None else bool(h)
-        row[f"{name}_max_ratio"] = _num(claim.get("max_ratio"))
+        row[f"{name}_max_ratio"] = as_float(claim.get("max_ratio"))
     row["wall_s"] = float(res.wall_s)
     return row
 
@@ -212,47 +199,9 @@ def run_one(task: dict, runs_dir: str | None) -> dict:
 # CSV
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "1" if v else "0"
-    if isinstance(v, float):
-        return repr(v)
-    return "" if v is None else str(v)
-
-
 def read_rows(path: Path) -> list[dict]:
     """Rows of a sweep CSV as dicts of strings ([] if the file does not exist)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([_fmt(r.get(c)) for c in cols])
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return read_csv(path, numeric=False) if path.is_file() else []
 
 
 def run_sweep(
@@ -275,6 +224,8 @@ def run_sweep(
 
     from theory.constants import check_positive_int
 
+    from .adversarial import torch_threads
+
     jobs = check_positive_int("jobs", jobs)
     x, y = _axis_name(x), _axis_name(y)
     out = Path(out_dir)
@@ -288,12 +239,12 @@ def run_sweep(
 
     def _collect(row: dict) -> None:
         rows.append(row)
-        _write_rows(csv_path, rows)  # after every run: an interrupted sweep keeps its finished rows
+        write_csv(csv_path, rows)  # after every run: an interrupted sweep keeps its finished rows
         bar.update(1)
 
     try:
         if jobs == 1 or len(todo) <= 1:
-            with _torch_threads(1):
+            with torch_threads(1):
                 for t in todo:
                     _collect(run_one(t, runs_dir))
         else:
@@ -308,7 +259,7 @@ def run_sweep(
     order = {r: i for i, r in enumerate(ids)}
     rows.sort(key=lambda r: order.get(r["run_id"], len(order)))
     if todo:
-        _write_rows(csv_path, rows)
+        write_csv(csv_path, rows)
     figs = plot_heatmaps(rows, out, x, y) if plots else []
     return {"ran": len(todo), "skipped": len(tasks) - len(todo), "rows": rows, "figures": figs}
 
@@ -319,15 +270,15 @@ def run_sweep(
 
 def _grid(rows: list[dict], x: str, y: str, col: str) -> tuple[list, list, np.ndarray, np.ndarray]:
     """Cell means of column ``col`` over runs sharing (x, y); counts. Non-numeric / missing -> excluded."""
-    xs = sorted({_num(r[x]) for r in rows})
-    ys = sorted({_num(r[y]) for r in rows})
+    xs = sorted({as_float(r[x]) for r in rows})
+    ys = sorted({as_float(r[y]) for r in rows})
     S = np.zeros((len(ys), len(xs)))
     N = np.zeros((len(ys), len(xs)), dtype=int)
     for r in rows:
-        v = _num(r.get(col))
+        v = as_float(r.get(col))
         if not math.isfinite(v):
             continue
-        i, j = ys.index(_num(r[y])), xs.index(_num(r[x]))
+        i, j = ys.index(as_float(r[y])), xs.index(as_float(r[x]))
         S[i, j] += v
         N[i, j] += 1
     with np.errstate(invalid="ignore", divide="ignore"):

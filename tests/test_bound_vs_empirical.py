@@ -32,13 +32,9 @@ def _csv(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("bve") / "run"
-    n = torch.get_num_threads()
-    try:
-        rc = bve.main(TINY + ["--threads", "1", "--out", str(out)])  # 1 thread: ~3x faster for tiny models
-    finally:
-        torch.set_num_threads(n)
+    rc = bve.main(TINY + ["--threads", "1", "--out", str(out)])  # 1 thread: ~3x faster for tiny models
     assert rc == 0
     return out
 

@@ -330,3 +330,36 @@ def test_lemma3_nscl_display_omits_positive_coordinate():
         assert float(ev.rhs[s]) == pytest.approx(q2, rel=1e-10)
         assert full <= 2.0 / TAU**2
     assert float(ev.ratio.min()) > 2.0  # the display is off by the 1/tau^2 term
+
+
+@pytest.mark.parametrize("name", ["dup_anchor", "dup_sample", "sym_dup"])
+def test_mass_split_fallback_gives_the_same_claims(name, monkeypatch):
+    """Class masses from the CL softmax (no extra exp pass) vs the direct logsumexp path used when a class mass
+    underflows: the same claims."""
+    import theory.losses as L
+
+    samples, a, b, sym = CASES[name]
+    batch, geom, S_cl, S_ns = make_case(samples, a, b, sym)
+    consts = consts_for(geom.B)
+    st = compute_step(S_cl, S_ns, geom, TAU)
+    fast, _ = step_claims(st, consts, 3, 0.3, 0.31, 0.7)
+    monkeypatch.setattr(L, "_SPLIT_TINY", math.inf)  # every split "underflows": the direct path
+    assert L.class_split_from_softmax(st.p_cl, L.softmax_lse(st.sm_cl), None, None, 1 - geom.other_blk_f,
+                                      geom.other_blk_f) is None
+    slow, _ = step_claims(compute_step(S_cl, S_ns, geom, TAU), consts, 3, 0.3, 0.31, 0.7)
+    for cid in fast:
+        torch.testing.assert_close(fast[cid].lhs, slow[cid].lhs, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(fast[cid].ratio, slow[cid].ratio, rtol=1e-12, atol=1e-15)
+        assert torch.equal(fast[cid].premise, slow[cid].premise)
+
+
+def test_jacobian_norm_identity_used_by_L2_jac():
+    """max_r 2 pi_r (1 - pi_r) = 2 m (1 - m) with m = max_r pi_r for probability vectors (used for L2_jac; equal to
+    rounding: where m rounds to 1 the others are < 1e-16)."""
+    from theory.losses import jacobian_inf_norm
+
+    g = torch.Generator().manual_seed(0)
+    for K in (2, 3, 10, 100):
+        for sharp in (0.1, 1.0, 10.0):
+            p = torch.softmax(torch.randn(50, K, generator=g, dtype=torch.float64) * sharp, dim=1)
+            torch.testing.assert_close(jacobian_inf_norm(p), jacobian_inf_norm(p.amax(1)[:, None]), rtol=1e-13, atol=1e-15)

@@ -33,7 +33,7 @@ def test_subprocess_bad_value_exit_2_one_line(tmp_path):
     (["--n", "25"], "divisible"),
     (["--batch-size", "1"], "batch_size"),
     (["--tau", "-1"], "tau"),
-    (["--eta", "1e308"], "step"),
+    (["--eta", "1e308", "--project", "none"], "step"),  # Eq. 1 exactly overflows (clip would keep it finite)
     (["--tau", "abc"], "invalid float"),
     (["--bogus"], "unrecognized"),
     (["--views", "mirror"], "invalid choice"),
@@ -52,7 +52,7 @@ def test_bad_values_exit_2(args, word, tmp_path, capsys):
 
 
 def test_nan_run_writes_partial_outputs(tmp_path, capsys):
-    assert main(TINY + ["--eta", "1e308", "--out", str(tmp_path)]) == 2
+    assert main(TINY + ["--eta", "1e308", "--project", "none", "--out", str(tmp_path)]) == 2
     assert "step" in capsys.readouterr().err
     for f in ("config.json", "steps.csv", "checks.json"):
         assert (tmp_path / f).is_file()
@@ -61,13 +61,13 @@ def test_nan_run_writes_partial_outputs(tmp_path, capsys):
 
 def test_run_outputs_and_compare(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(TINY + ["--out", str(a), "--project", "clip"]) == 0
+    assert main(TINY + ["--out", str(a), "--project", "none"]) == 0
     assert main(TINY + ["--out", str(b), "--sigma", "symmetric", "--save-sigma"]) == 0
     for f in ("config.json", "steps.csv", "evals.csv", "checks.json"):
         assert (a / f).is_file()
     assert (b / "sigma_cl.npy").is_file() and not (a / "sigma_cl.npy").exists()
     cfg = json.loads((a / "config.json").read_text())
-    assert cfg["config"]["project"] == "clip" and cfg["command_line"][0] == "python -m simulate.sigma_descent"
+    assert cfg["config"]["project"] == "none" and cfg["command_line"][0] == "python -m simulate.sigma_descent"
     assert set(cfg["seeds"]) == {"init_seed", "batch_seed", "aug_seed"} and "torch" in cfg["versions"]
     header = (a / "steps.csv").read_text().splitlines()[0].split(",")
     for col in ("step", "eta", "drift_fro", "bound_thm1_unrolled", "bound_thm1_closed", "ratio_L1", "ratio_L8"):
@@ -76,7 +76,7 @@ def test_run_outputs_and_compare(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert "project=clip" in out and "sigma=symmetric" in out and "| L1 |" in out
+    assert "project=none" in out and "sigma=symmetric" in out and "| L1 |" in out
 
 
 def test_config_file_and_seed(tmp_path):

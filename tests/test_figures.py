@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import figures
 from experiments import bound_vs_empirical as bve
@@ -36,13 +35,9 @@ def _variant(src: Path, dst: Path, **changes) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("runs")
-    n = torch.get_num_threads()
-    try:
-        assert bve.main(TINY + ["--out", str(root / "base")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert bve.main(TINY + ["--out", str(root / "base")]) == 0  # TINY has --threads 1 (undone by one_thread)
     base = root / "base"
     _variant(base, root / "c5", classes=5)
     _variant(base, root / "tau1", tau=1.0)

@@ -11,7 +11,13 @@ import torch.nn.functional as F
 
 from theory.losses import (
     LOSS_KINDS,
+    class_split_from_softmax,
     contrastive_grad,
+    contrastive_grad_from_softmax,
+    contrastive_grad_prepared,
+    contrastive_softmax_prepared,
+    prepare_masks,
+    softmax_lse,
     contrastive_hessian,
     contrastive_loss,
     contrastive_masks,
@@ -320,6 +326,92 @@ def test_mass_split_alpha_exact_when_z_overflows_float32():
     assert (only_neg.alpha == 0).all()
     only_pos = softmax_mass_split(b.sim, den & same, same, 0.5)
     assert (only_pos.alpha == 1).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prepared masks, multiset denominators, class split (the Sigma-space hot path)
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_prepared_grad_softmax_and_lse(tau):
+    sim, pos, den = _random_problem(12, 19, seed=7)
+    prep = prepare_masks(pos, den)
+    assert prep.invalid_rows.tolist() == [0, 1] and prep.valid.sum() == 10
+    res = contrastive_grad_prepared(sim, prep, tau)
+    ref = masked_contrastive_loss(sim, pos, den, tau)
+    torch.testing.assert_close(res.p, ref.p, rtol=1e-13, atol=1e-16)
+    torch.testing.assert_close(res.grad, contrastive_grad(sim, pos, den, tau), rtol=0, atol=0)
+    # x = s/tau exactly on D_a (one addcdiv pass), -inf elsewhere
+    assert torch.equal(res.x[den], (sim / tau)[den]) and bool((res.x[~den] == -math.inf).all())
+    sm = contrastive_softmax_prepared(sim, prep, tau)
+    assert torch.equal(sm.p, res.p)
+    # the positive entry is (p - 1/|P|)/tau from p itself: no cancellation through p/tau - 1/(|P| tau)
+    r, c = prep.pos_rows, prep.pos_cols
+    want = (res.p[r, c] - 1.0 / prep.n_pos[r].double()) / tau
+    assert torch.equal(res.grad[r, c], want)
+    # row_scale multiplies rows
+    scale = torch.linspace(0.5, 2.0, 12, dtype=torch.float64)
+    torch.testing.assert_close(contrastive_grad_from_softmax(res.p, prep, tau, scale), res.grad * scale[:, None],
+                               rtol=1e-15, atol=1e-16)
+    # lse = logsumexp over D_a (-inf for an empty D_a)
+    lse = softmax_lse(res)
+    want_lse = torch.logsumexp(torch.where(den, sim / tau, torch.tensor(-math.inf, dtype=torch.float64)), dim=1)
+    torch.testing.assert_close(lse[1:], want_lse[1:], rtol=1e-14, atol=1e-14)
+    assert lse[1] == -math.inf
+
+
+def test_multiset_bias_equals_repeated_keys():
+    """den_bias = log(multiplicity) on a column = the softmax over the keys with that column repeated."""
+    g = torch.Generator().manual_seed(3)
+    A, K, tau = 5, 7, 0.4
+    sim = torch.rand(A, K, generator=g, dtype=torch.float64) * 2 - 1
+    mult = torch.randint(0, 4, (A, K), generator=g)
+    mult[:, 0] = 1  # the positive column, inside D_a once
+    cols = [c for c in range(K) for _ in range(3)]  # every column 3 times, then masked to its multiplicity
+    rep = sim[:, cols]
+    den_rep = torch.tensor([[i % 3 < int(mult[a, c]) for i, c in enumerate(cols)] for a in range(A)])
+    pos_rep = torch.zeros(A, 3 * K, dtype=torch.bool)
+    pos_rep[:, 0] = True
+    g_rep = contrastive_grad(rep, pos_rep, den_rep, tau)
+    bias = torch.log(mult.double())
+    prep = prepare_masks(torch.zeros(A, K, dtype=torch.bool), mult > 0)._replace(
+        den_bias=bias, pos_rows=torch.arange(A), pos_cols=torch.zeros(A, dtype=torch.long),
+        pos_w=torch.ones(A, dtype=torch.float64), invalid_rows=torch.zeros(0, dtype=torch.long))
+    res = contrastive_grad_prepared(sim, prep, tau)
+    merged = torch.zeros(A, K, dtype=torch.float64).index_add_(1, torch.tensor(cols), g_rep)
+    torch.testing.assert_close(res.grad, merged, rtol=1e-12, atol=1e-15)
+    lse = softmax_lse(res)
+    want = torch.logsumexp(torch.where(den_rep, rep / tau, torch.tensor(-math.inf, dtype=torch.float64)), dim=1)
+    torch.testing.assert_close(lse, want, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_class_split_matches_mass_split_and_nscl_softmax(tau):
+    z1, z2, labels = _batch(16, 4, 3, seed=11)
+    labels[0] = 2
+    labels[1:] = torch.where(labels[1:] == 2, torch.zeros_like(labels[1:]), labels[1:])  # anchor 0: no same-class key
+    b = simclr_sim(z1, z2, labels, anchors="first")
+    pos, den = b.masks("CL")
+    _, den_ns = b.masks("NSCL")
+    same = b.anchor_labels[:, None] == b.key_labels[None, :]
+    res = contrastive_grad_prepared(b.sim, prepare_masks(pos, den), tau)
+    split = class_split_from_softmax(res.p, softmax_lse(res), den, same)
+    ref = softmax_mass_split(b.sim, den, same, tau)
+    for f in ("z_pos", "z_neg", "alpha", "log_z_pos", "log_z_neg"):
+        torch.testing.assert_close(getattr(split.mass, f), getattr(ref, f), rtol=1e-13, atol=1e-15)
+    assert torch.equal(split.mass.n_pos, ref.n_pos) and torch.equal(split.mass.n_neg, ref.n_neg)
+    q = masked_contrastive_loss(b.sim, pos, den_ns, tau).p
+    torch.testing.assert_close(split.q, q, rtol=1e-13, atol=1e-16)
+    # count overrides, need_q=False keeps q unnormalised
+    s2 = class_split_from_softmax(res.p, softmax_lse(res), den, same, n_pos=ref.n_pos * 2, n_neg=ref.n_neg,
+                                  need_q=False)
+    assert torch.equal(s2.mass.n_pos, ref.n_pos * 2)
+    torch.testing.assert_close(s2.q, res.p * (den & ~same), rtol=0, atol=0)
+    # a class group whose mass underflows (logit range >> 700 tau): None, the caller recomputes directly
+    sim = b.sim.clone()
+    sim[3, same[3] & den[3]] = -1e4 * tau
+    r3 = contrastive_grad_prepared(sim, prepare_masks(pos, den), tau)
+    assert class_split_from_softmax(r3.p, softmax_lse(r3), den, same) is None
 
 
 # ---------------------------------------------------------------------------------------------------------

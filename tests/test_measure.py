@@ -15,13 +15,7 @@ from experiments.models import build_simclr_model
 from theory.losses import simclr_sim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is several times faster on a busy 2-core machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny_model(arch: str = "mlp", seed: int = 0, size: int = 6):

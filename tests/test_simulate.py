@@ -286,3 +286,62 @@ def test_compute_step_gradients_are_library_gradients():
         dense = torch.zeros(18, 18, dtype=torch.float64)
         dense[geom.block_rows[:, None], geom.uc[None, :]] = U
         torch.testing.assert_close(dense, P.grad, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(sigma="symmetric"), dict(views="identity"), dict(view_slots=3),
+                                  dict(views="identity", sigma="symmetric"), dict(classes=2, n=4, batch_size=6)])
+def test_block_gradient_equals_scatter_of_per_anchor_gradients(opts):
+    """The hot path (one multiset softmax per unique anchor row of the block) = the (B, 2B) per-(anchor, key)
+    library gradients scattered onto Sigma (duplicates summed), for both runs."""
+    from theory.losses import contrastive_grad, contrastive_masks, prepare_masks
+
+    cfg = tiny(n=12, batch_size=10, **opts) if "n" not in opts else tiny(**opts)
+    ref = make_reference(cfg)
+    V = ref.views
+    gen = torch.Generator().manual_seed(5)
+    S_ns = (ref.sigma0 + 0.3 * torch.randn(ref.sigma0.shape, dtype=torch.float64, generator=gen))
+    if cfg.sigma == "symmetric":
+        S_ns = 0.5 * (S_ns + S_ns.T)
+    bg, ag = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    lab = ref.item_labels
+    seen_dup = False
+    for _ in range(5):
+        batch = draw_batch(ref.n, cfg.batch_size, V, True, bg, ag)
+        rows, cols = batch_items(batch, V)
+        geom = build_geometry(rows, cols, lab[rows], lab[cols], ref.n * V, cfg.sigma == "symmetric")
+        seen_dup |= geom.R < cfg.batch_size
+        st = compute_step(ref.sigma0, S_ns, geom, cfg.tau)
+        B = cfg.batch_size
+        ids = torch.arange(B)
+        self_mask = torch.zeros(B, 2 * B, dtype=torch.bool)
+        self_mask[ids, ids] = True
+        for S, U, kind, prep in ((ref.sigma0, st.U_cl, "CL", geom.prep_cl), (S_ns, st.U_ns, "NSCL", geom.prep_ns)):
+            pos, den = contrastive_masks(kind, ids, torch.cat([ids, ids]), lab[rows], lab[cols], self_mask)
+            sim = S[rows[:, None], cols[None, :]]
+            want = geom.sigma_grad(contrastive_grad(sim, pos, den, cfg.tau))
+            torch.testing.assert_close(U, want, rtol=1e-12, atol=1e-15)
+            # the engine's (B, 2B) masks and PreparedMasks are the library's
+            lib = prepare_masks(pos, den)
+            assert torch.equal(prep.pos_mask, pos) and torch.equal(prep.den_mask, den)
+            for f in ("den_bias", "pos_rows", "pos_cols", "pos_w", "valid", "invalid_rows", "n_pos", "n_den"):
+                assert torch.equal(getattr(prep, f), getattr(lib, f)), f
+        assert torch.equal(st.sim_cl, ref.sigma0[rows[:, None], cols[None, :]])
+    assert seen_dup
+
+
+def test_checks_do_not_change_the_trajectory():
+    """checks on / off: bit-identical Sigma (the checks only read the step's tensors)."""
+    cfg = tiny(n=30, classes=3, batch_size=8, steps=15)
+    a = run_sigma_descent(cfg, None, quiet=True)
+    b = run_sigma_descent(tiny(n=30, classes=3, batch_size=8, steps=15, checks=True), None, quiet=True)
+    assert torch.equal(a.sigma_cl, b.sigma_cl) and torch.equal(a.sigma_ns, b.sigma_ns) and a.drift == b.drift
+
+
+def test_defaults_keep_sigma_in_the_box_and_legacy_regime_by_flags():
+    d = SigmaConfig()
+    assert (d.project, d.n, d.classes, d.batch_size, d.tau, d.eta, d.steps) == ("clip", 1000, 100, 512, 2.0, 16.0, 200)
+    assert d.n % d.classes == 0
+    # the default regime's certificate is non-vacuous (Delta < inf, Thm 1 exponent moderate)
+    c = eng.theory_constants(d.classes, d.batch_size, d.steps, d.delta, d.tau)
+    assert 0.5 < c["Delta"] < 1.0
+    assert d.eta * d.steps * c["lipschitz"] < 1.0

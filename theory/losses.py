@@ -24,6 +24,13 @@ Derivatives (Lemmas 2-3): with p_a = softmax over D_a of s_a / tau (zero off D_a
     d loss_a / d s_a   = (p_a - 1_{P_a} / |P_a|) / tau
     d^2 loss_a / d s_a^2 = (Diag p_a - p_a p_a^T) / tau^2      (the positive term is linear)
 
+Repeated evaluations on one batch (the Sigma-space simulation): ``prepare_masks`` turns (P_a, D_a) into an
+additive bias (0 on D_a, -inf off it) and a list of positives; ``contrastive_softmax_prepared`` is then one
+fused softmax pass (x = s/tau + bias), ``contrastive_grad_from_softmax`` the gradient (p - 1_P/|P|)/tau
+(optionally times a per-row scale), ``softmax_lse`` the logsumexp and ``class_split_from_softmax`` the Lemma 4 /
+Lemma 6 class masses, both without another exp pass. A bias of log(m) on a column makes the softmax count it m
+times (a multiset of identical keys: simulate/engine.py works on unique Sigma entries this way).
+
 Precision: half / bfloat16 inputs are computed in float32 (losses, ``p`` and gradients come back in float32);
 float32 / float64 inputs are computed in their own dtype. All functions are vectorised over anchors.
 """
@@ -51,9 +58,11 @@ __all__ = [
     "contrastive_grad",
     "PreparedMasks",
     "SoftmaxGrad",
+    "MaskedSoftmax",
     "ClassSplit",
     "prepare_masks",
     "contrastive_grad_prepared",
+    "contrastive_softmax_prepared",
     "contrastive_grad_from_softmax",
     "softmax_lse",
     "class_split_from_softmax",
@@ -108,15 +117,18 @@ class ReweightingGap(NamedTuple):
 
 
 class PreparedMasks(NamedTuple):
-    """(pos_mask, den_mask) of one batch prepared once for repeated gradient evaluations (``prepare_masks``).
+    """Masks of one batch prepared once for repeated gradient evaluations (``prepare_masks``).
 
-    Shape: pos_mask, den_mask (A, K) bool; den_bias (A, K) float (0 on D_a, -inf off D_a); pos_rows, pos_cols,
-    pos_w (P,): the positives of the VALID anchors and their weights 1/|P_a|; valid (A,) bool; invalid_rows (I,)
-    long (anchors whose p and gradient rows are zero); n_pos, n_den (A,) long.
+    Shape: den_bias (A, K) float: 0 on D_a, -inf off D_a; more generally log(multiplicity) when a column stands
+    for several identical keys (a multiset denominator: the softmax then weighs column k by its multiplicity);
+    pos_rows, pos_cols, pos_w (P,): the positives of the VALID anchors (unique (row, column) pairs) and their
+    weights (1/|P_a|, or count/|P_a| for a multiset of positives); valid (A,) bool; invalid_rows (I,) long
+    (rows whose p and gradient are zero); n_pos, n_den (A,) long (sizes of P_a, D_a); pos_mask, den_mask the
+    (A, K) bool masks they came from (None when built from a batch's structure, e.g. by simulate/engine.py).
     """
 
-    pos_mask: Tensor
-    den_mask: Tensor
+    pos_mask: Tensor | None
+    den_mask: Tensor | None
     den_bias: Tensor
     pos_rows: Tensor
     pos_cols: Tensor
@@ -135,6 +147,14 @@ class SoftmaxGrad(NamedTuple):
     """
 
     grad: Tensor
+    p: Tensor
+    x: Tensor
+
+
+class MaskedSoftmax(NamedTuple):
+    """Result of ``contrastive_softmax_prepared``. Shape: p, x (A, K): p = softmax over D_a of s/tau (zero rows
+    for invalid anchors), x = s/tau + den_bias (the masked logits the softmax was taken of)."""
+
     p: Tensor
     x: Tensor
 
@@ -442,38 +462,46 @@ def prepare_masks(pos_mask: Tensor, den_mask: Tensor, dtype: torch.dtype = torch
     n_pos = pos_mask.sum(dim=1)
     n_den = den_mask.sum(dim=1)
     valid = (n_pos > 0) & (n_den > 0)
-    den_bias = torch.zeros(den_mask.shape, dtype=dtype, device=den_mask.device).masked_fill_(~den_mask, float("-inf"))
+    den_bias = torch.where(den_mask, torch.zeros((), dtype=dtype, device=den_mask.device),
+                           torch.full((), float("-inf"), dtype=dtype, device=den_mask.device))
     pos_rows, pos_cols = (pos_mask & valid[:, None]).nonzero(as_tuple=True)
     pos_w = (1.0 / n_pos.clamp(min=1).to(dtype))[pos_rows]
     invalid_rows = (~valid).nonzero().squeeze(1)
     return PreparedMasks(pos_mask, den_mask, den_bias, pos_rows, pos_cols, pos_w, valid, invalid_rows, n_pos, n_den)
 
 
-def contrastive_grad_from_softmax(p: Tensor, prepared: PreparedMasks, tau: float) -> Tensor:
-    """grad = (p - 1_{P_a}/|P_a|)/tau (Lemmas 2-3) from a softmax p over D_a with zero rows for invalid anchors.
+def contrastive_grad_from_softmax(
+    p: Tensor, prepared: PreparedMasks, tau: float, row_scale: Tensor | None = None
+) -> Tensor:
+    """grad = (p - pos)/tau (Lemmas 2-3) from a softmax p over D_a with zero rows for invalid anchors, where pos
+    is 1/|P_a| on the positives (``prepared.pos_w``); rows times ``row_scale`` if given.
 
-    Off the positives this is p/tau; on the positives (p - 1/|P_a|)/tau is computed from the gathered p (the
-    same rounding as the dense formula, no cancellation through p/tau - 1/(|P| tau)). Returns a new tensor.
+    Off the positives this is p/tau (p * row_scale/tau); on the positives (p - w)/tau (times row_scale) is
+    computed from the gathered p (no cancellation through p/tau - w/tau). Returns a new tensor.
 
-    Shape: p (A, K). Returns (A, K).
+    Shape: p (A, K); row_scale (A,) or None. Returns (A, K).
     """
-    g = torch.div(p, tau)
     r, c = prepared.pos_rows, prepared.pos_cols
-    if r.numel():
-        g.index_put_((r, c), (p[r, c] - prepared.pos_w.to(p.dtype)) / tau)
+    if row_scale is None:
+        g = torch.div(p, tau)
+        if r.numel():
+            g.index_put_((r, c), (p[r, c] - prepared.pos_w.to(p.dtype)) / tau)
+    else:
+        s = row_scale.to(p.dtype) / tau
+        g = torch.mul(p, s[:, None])
+        if r.numel():
+            g.index_put_((r, c), (p[r, c] - prepared.pos_w.to(p.dtype)) * s[r])
     return g
 
 
-def contrastive_grad_prepared(sim: Tensor, prepared: PreparedMasks, tau: float) -> SoftmaxGrad:
-    """Gradient of the masked contrastive loss wrt the logits with prepared masks (Lemmas 2-3), and its softmax.
+def contrastive_softmax_prepared(sim: Tensor, prepared: PreparedMasks, tau: float) -> MaskedSoftmax:
+    """The softmax of the masked contrastive loss with prepared masks (Lemma 2's p), one fused exp pass:
 
-        x = s/tau + bias (bias = 0 on D_a, -inf off D_a),   p = softmax(x) (one fused exp pass; zero rows for
-        invalid anchors),   grad = (p - 1_{P_a}/|P_a|)/tau.
+        x = s/tau + den_bias (0 on D_a, -inf off D_a; log multiplicity for repeated keys),  p = softmax(x),
 
-    Same values as ``contrastive_grad(sim, pos_mask, den_mask, tau)`` (which calls this). sim must be finite.
-    No autograd graph; never writes into ``sim``.
+    with zero rows for invalid anchors. sim must be finite. No autograd graph; never writes into ``sim``.
 
-    Shape: sim (A, K). Returns SoftmaxGrad(grad, p, x), each (A, K) (float32 for half input).
+    Shape: sim (A, K). Returns MaskedSoftmax(p, x), each (A, K) (float32 for half input).
     """
     tau = check_tau(tau)
     sim = _check_sim(sim)
@@ -487,12 +515,29 @@ def contrastive_grad_prepared(sim: Tensor, prepared: PreparedMasks, tau: float) 
         p = torch.softmax(x, dim=1)
         if prepared.invalid_rows.numel():
             p.index_fill_(0, prepared.invalid_rows, 0.0)  # NaN rows (empty D_a) and anchors without a positive
-        g = contrastive_grad_from_softmax(p, prepared, tau)
-    return SoftmaxGrad(g, p, x)
+    return MaskedSoftmax(p, x)
 
 
-def softmax_lse(res: SoftmaxGrad) -> Tensor:
-    """logsumexp_{k in D_a} s_ak/tau of a ``contrastive_grad_prepared`` result, without another exp pass.
+def contrastive_grad_prepared(
+    sim: Tensor, prepared: PreparedMasks, tau: float, row_scale: Tensor | None = None
+) -> SoftmaxGrad:
+    """Gradient of the masked contrastive loss wrt the logits with prepared masks (Lemmas 2-3), and its softmax:
+
+        p = ``contrastive_softmax_prepared``,   grad = (p - pos)/tau [* row_scale]   (``contrastive_grad_from_softmax``).
+
+    Same values as ``contrastive_grad(sim, pos_mask, den_mask, tau)`` (which calls this) for 0/-inf biases.
+
+    Shape: sim (A, K); row_scale (A,) or None. Returns SoftmaxGrad(grad, p, x), each (A, K).
+    """
+    sm = contrastive_softmax_prepared(sim, prepared, tau)
+    with torch.no_grad():
+        g = contrastive_grad_from_softmax(sm.p, prepared, tau, row_scale)
+    return SoftmaxGrad(g, sm.p, sm.x)
+
+
+def softmax_lse(res: SoftmaxGrad | MaskedSoftmax) -> Tensor:
+    """logsumexp_{k in D_a} s_ak/tau (with multiplicities) of a ``contrastive_softmax_prepared`` /
+    ``contrastive_grad_prepared`` result, without another exp pass.
 
     At the largest logit m_a of D_a, p = exp(0)/Z_a, so lse_a = m_a + log Z_a = m_a - log max_k p_ak (max_k p_ak
     >= 1/|D_a|: no underflow). -inf for an empty D_a (the logsumexp of an empty set), as ``softmax_mass_split``.
@@ -517,6 +562,9 @@ def class_split_from_softmax(
     same_class_mask: Tensor,
     same_f: Tensor | None = None,
     other_f: Tensor | None = None,
+    n_pos: Tensor | None = None,
+    n_neg: Tensor | None = None,
+    need_q: bool = True,
 ) -> ClassSplit | None:
     """Lemma 4 / Cor. 3 / Lemma 6 quantities from a softmax p over D_a (no further exp pass over (A, K)).
 
@@ -525,7 +573,10 @@ def class_split_from_softmax(
         q = p 1_{other class} / S_neg  (the softmax over the other-class keys of D_a; zero rows if there is none).
     Returns None when a non-empty class group has S < 2^-960 (its p entries may be subnormal): then use
     ``softmax_mass_split`` and a direct softmax instead. ``same_f`` / ``other_f`` are the float masks
-    1{D_a, same class} and 1{D_a, other class} if the caller has them.
+    1{D_a, same class} and 1{D_a, other class} if the caller has them (then den_mask / same_class_mask may be
+    None); ``n_pos`` / ``n_neg`` override the set sizes (default: the mask sums; pass the key counts when a
+    column of p stands for several identical keys). ``need_q=False`` skips normalising q (ClassSplit.q is then
+    the unnormalised p 1_{other class}).
 
     Shape: p (A, K); lse (A,); den_mask, same_class_mask (A, K) bool. Returns ClassSplit(MassSplit, q) or None.
     """
@@ -533,15 +584,16 @@ def class_split_from_softmax(
         same_f = (den_mask & same_class_mask).to(p.dtype)
     if other_f is None:
         other_f = (den_mask & ~same_class_mask).to(p.dtype)
-    n_pos = same_f.sum(dim=1)
-    n_neg = other_f.sum(dim=1)
+    n_pos = same_f.sum(dim=1) if n_pos is None else n_pos.to(p.dtype)
+    n_neg = other_f.sum(dim=1) if n_neg is None else n_neg.to(p.dtype)
     s_pos = (p * same_f).sum(dim=1)
     q = p * other_f
     s_neg = q.sum(dim=1)
     if bool((((n_pos > 0) & (s_pos < _SPLIT_TINY)) | ((n_neg > 0) & (s_neg < _SPLIT_TINY))).any()):
         return None
     zero = torch.zeros((), dtype=p.dtype, device=p.device)
-    q.mul_(torch.where(s_neg > 0, 1.0 / torch.where(s_neg > 0, s_neg, torch.ones_like(s_neg)), zero)[:, None])
+    if need_q:
+        q.mul_(torch.where(s_neg > 0, 1.0 / torch.where(s_neg > 0, s_neg, torch.ones_like(s_neg)), zero)[:, None])
     log_z_pos = lse + torch.log(s_pos)  # log 0 = -inf for an empty group (and lse = -inf for an empty D_a)
     log_z_neg = lse + torch.log(s_neg)
     tot = s_pos + s_neg

@@ -449,27 +449,26 @@ def _moments_torch(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms) -> 
                 q = nrm2.sum(dtype=acc)
             return ub, q, nrm2, bad
 
+        def accumulate(src, s, e, c, i, t, S):
+            """Rows s:e of src, centred on c (the first row seen) in place, added to sq[i], t and S = U^T U."""
+            u, q, _, bad = load(src, s, e)
+            sq[i] += q
+            if c is None:
+                c = u[0].clone()
+            u.sub_(c)
+            t += u.sum(0, dtype=acc)
+            S.addmm_(u.T, u)
+            return u, c, bad.any()
+
         for s in range(0, n, rows):
             e = min(n, s + rows)
-            ux, q, _, bad = load(X, s, e)
-            bad_any |= bad.any()
-            sq[0] += q
-            if cx is None:
-                cx = ux[0].clone()
-            ux.sub_(cx)
-            tx += ux.sum(0, dtype=acc)
-            sxx.addmm_(ux.T, ux)
+            ux, cx, bad = accumulate(X, s, e, cx, 0, tx, sxx)
+            bad_any |= bad
             if same:
                 uy, cy = ux, cx
             else:
-                uy, q, _, bad = load(Y, s, e)
-                bad_any |= bad.any()
-                sq[1] += q
-                if cy is None:
-                    cy = uy[0].clone()
-                uy.sub_(cy)
-                ty += uy.sum(0, dtype=acc)
-                syy.addmm_(uy.T, uy)
+                uy, cy, bad = accumulate(Y, s, e, cy, 1, ty, syy)
+                bad_any |= bad
                 sxy.addmm_(ux.T, uy)
             if deb is not None:
                 k = (ux * ux).sum(1)
