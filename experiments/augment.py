@@ -16,6 +16,11 @@ Pipeline, per image, in this order (as in SimCLR):
      U(blur_sigma), reflect padding. ``blur=None`` (default) switches it on only for ``size > 32``
      (SimCLR's CIFAR recipe has no blur). Defaults follow the paper's App. A: p = 0.1, 3 x 3, sigma = 1.5.
 
+GPU readiness: with ``jitter_order="fixed"`` (the default) :meth:`SimCLRAugment.apply` is a fixed sequence of
+batched kernels with no data-dependent shapes and no host synchronisation: every colour op, the grayscale
+conversion and the blur run on the whole batch and ``torch.where`` selects them per image (images not selected
+pass through bit for bit). ``jitter_order="random"`` gathers per-op sub-batches (``torch.nonzero``: host syncs).
+
 Every random number is drawn from the ``torch.Generator`` passed in (it must live on the images'
 device), in a fixed order and always for every parameter, so equal generator states give bit-identical
 views. One-channel images: saturation, hue and grayscale are no-ops (their random numbers are still drawn).
@@ -110,24 +115,25 @@ def rgb_to_hsv(x: Tensor) -> Tensor:
     return torch.stack((h, s, maxc), dim=1)
 
 
+# candidate numbers (0 v, 1 q, 2 p, 3 t) of the R, G, B channels for hue sectors 0..5, 2 bits per sector
+_HSV_SECTOR_CODES = tuple(sum(c << (2 * k) for k, c in enumerate(row))
+                          for row in ((0, 1, 2, 2, 3, 0), (3, 0, 0, 1, 2, 2), (2, 2, 3, 0, 0, 1)))
+
+
 def hsv_to_rgb(x: Tensor) -> Tensor:
     """HSV (h in [0, 1)) -> RGB in [0, 1] (torchvision's formula). Shape: (B, 3, H, W) -> (B, 3, H, W)."""
     h, s, v = x.unbind(1)
     i = torch.floor(h * 6.0)
     f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
+    shift = torch.remainder(i, 6.0).to(torch.int32) * 2  # 2 * sector, sector = floor(6 h) mod 6 in 0..5
     p = (v * (1.0 - s)).clamp(0.0, 1.0)
     q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
     t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
-    sel = [i == k for k in range(6)]
-    table = ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))
-    out = []
-    for row in table:
-        c = torch.zeros_like(v)
-        for k in range(6):
-            c = torch.where(sel[k], row[k], c)
-        out.append(c)
-    return torch.stack(out, dim=1)
+    # sector -> (R, G, B) = ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))[c][sector]: one gather from
+    # the stacked candidates, the candidate number read from a 2-bit-per-sector code (no host-to-device table)
+    cand = torch.stack((v, q, p, t), dim=1)
+    idx = torch.stack([(code >> shift) & 3 for code in _HSV_SECTOR_CODES], dim=1).to(torch.int64)
+    return cand.gather(1, idx)
 
 
 def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
@@ -350,6 +356,19 @@ class SimCLRAugment:
                 f"blur={self.blur}, blur_p={self.blur_p}, blur_kernel={self.blur_kernel}, blur_sigma={self.blur_sigma})")
 
     # -- randomness ---------------------------------------------------------------------------------
+    def _factor_bounds(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(lo, hi - lo) of the four jitter factors as float32 (4,) tensors on ``device``, built once per device:
+        ``torch.tensor(..., device="cuda")`` is a blocking host-to-device copy, so it must not run every batch."""
+        cache = self.__dict__.setdefault("_bounds_cache", {})
+        key = (device, self.brightness, self.contrast, self.saturation, self.hue)
+        hit = cache.get(key)
+        if hit is None:
+            lo = torch.tensor([max(0.0, 1.0 - self.brightness), max(0.0, 1.0 - self.contrast),
+                               max(0.0, 1.0 - self.saturation), -self.hue])
+            hi = torch.tensor([1.0 + self.brightness, 1.0 + self.contrast, 1.0 + self.saturation, self.hue])
+            hit = cache[key] = (lo.to(device), (hi - lo).to(device))
+        return hit
+
     def sample_params(self, n: int, height: int, width: int, generator: torch.Generator,
                       device: torch.device | str = "cpu") -> AugParams:
         """Draw every random choice for ``n`` images of size ``height x width`` (fixed draw order)."""
@@ -362,10 +381,8 @@ class SimCLRAugment:
         flip = u(n) < self.flip_p
         jitter = u(n) < self.jitter_p
         uf = u(n, 4)
-        lo = torch.tensor([max(0.0, 1.0 - self.brightness), max(0.0, 1.0 - self.contrast),
-                           max(0.0, 1.0 - self.saturation), -self.hue], device=dev)
-        hi = torch.tensor([1.0 + self.brightness, 1.0 + self.contrast, 1.0 + self.saturation, self.hue], device=dev)
-        factors = lo + (hi - lo) * uf
+        lo, span = self._factor_bounds(dev)
+        factors = lo + span * uf
         perm = torch.argsort(u(n, 4), dim=1)
         order = perm if self.jitter_order == "random" else torch.arange(4, device=dev).expand(n, 4).clone()
         gray = u(n) < self.gray_p
@@ -389,17 +406,32 @@ class SimCLRAugment:
         if images.dtype == torch.uint8:
             x = x / 255.0
         x = resized_crop(x, params.boxes, self.size, params.flip)
-        x = self._jitter(x, params)
-        if x.shape[1] == 3 and bool(params.gray.any()):
+        if self.jitter_order == "fixed":
+            x = self._jitter_fixed(x, params)
+        else:
+            x = self._jitter_random(x, params)
+        if x.shape[1] == 3:
             x = torch.where(params.gray.reshape(-1, 1, 1, 1), rgb_to_grayscale(x).expand_as(x), x)
-        if self.blur and bool(params.blur.any()):
+        if self.blur:
             x = torch.where(params.blur.reshape(-1, 1, 1, 1), gaussian_blur(x, params.sigma, self.blur_kernel), x)
         return x.clamp_(0.0, 1.0).to(out_dtype)
 
-    def _jitter(self, x: Tensor, p: AugParams) -> Tensor:
-        """Stage by stage: each image runs op ``order[i, stage]`` (only images with ``jitter`` True)."""
-        if not bool(p.jitter.any()):
-            return x
+    def _jitter_fixed(self, x: Tensor, p: AugParams) -> Tensor:
+        """Fixed order (brightness, contrast, saturation, hue), sync-free: each op runs on the WHOLE batch and
+        ``torch.where`` keeps the result only for images with ``jitter`` True (the others pass through bit for
+        bit). A fixed sequence of batched kernels with no data-dependent shapes or host synchronisation; per
+        image the values equal those of running the op on that image alone (all ops act per image).
+        ``p.order`` is not read (it is the identity for ``jitter_order="fixed"``)."""
+        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+        n_ops = 2 if x.shape[1] == 1 else 4  # saturation / hue are no-ops on one channel
+        keep = p.jitter.reshape(-1, 1, 1, 1)
+        for k in range(n_ops):
+            x = torch.where(keep, ops[k](x, p.factors[:, k]), x)
+        return x
+
+    def _jitter_random(self, x: Tensor, p: AugParams) -> Tensor:
+        """Random per-image order: stage by stage, each jittered image runs op ``order[i, stage]`` on its own
+        sub-batch (gathered with ``torch.nonzero``: data-dependent shapes, one host sync per stage and op)."""
         ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
         n_ops = 2 if x.shape[1] == 1 else 4  # saturation / hue are no-ops on one channel
         x = x.clone()

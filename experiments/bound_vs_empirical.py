@@ -31,10 +31,7 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
 import platform
 import sys
 import time
@@ -45,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from runio import command_line, package_versions, write_csv, write_json
 from theory.bounds import (
     appc_eq7_unrolled,
     appc_eq9_bound,
@@ -70,57 +68,6 @@ __all__ = ["run_experiment", "prepare", "load_data", "format_table", "write_csv"
 THM1_NOTE = "Thm 1 is proved for the Σ-space surrogate, not for the network"
 #: the surrogate holds dense (2N)^2 float64 matrices (two runs + the networks' Sigma); keep them small
 MAX_SURROGATE_ITEMS = 4096
-
-
-# ----------------------------------------------------------------------------------------------------------
-# small I/O helpers
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
-    return str(v)
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """CSV with the union of the rows' keys (first-seen order); None -> empty cell. Atomic."""
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([_fmt(r.get(c)) for c in cols])
-    os.replace(tmp, path)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -576,12 +523,9 @@ def _manifest(s: _Setup) -> dict:
     cfg = s.cfg
     m["seeds"] = dict(m.get("seeds", {}), data_seed=cfg.data_seed, class_seed=cfg.class_seed, ref_seed=cfg.ref_seed,
                       theory_seed=cfg.theory_seed)
-    import matplotlib
-    import scipy
-
-    m["versions"] = dict(m.get("versions", {}), scipy=scipy.__version__, matplotlib=matplotlib.__version__,
+    m["versions"] = dict(m.get("versions", {}), **package_versions("scipy", "matplotlib"),
                          platform=platform.platform(), torch_threads=torch.get_num_threads())
-    m["command_line"] = sys.argv
+    m["command_line"] = command_line()
     m["datasets"] = {"train": s.train.name, "test": s.test.name, "ref_train": s.ref_train.name,
                      "ref_test": s.ref_test.name}
     return m

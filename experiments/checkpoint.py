@@ -9,9 +9,9 @@ corrupted one (a flipped bit inside a tensor, which ``torch.load`` itself does N
 CRCs) is refused with one line instead of silently loading wrong weights. ``torch.load`` ignores the trailer,
 so the file also opens with plain ``torch.load(path, weights_only=True)``.
 
-Writes are atomic: the bytes go to a temporary file in the destination directory, which is flushed,
-``fsync``-ed and then ``os.replace``-d over the destination (and the directory is fsync-ed where the OS
-allows). A reader therefore sees either the previous complete checkpoint or the new complete one.
+Writes are atomic (``runio.atomic_write``: temporary file in the destination directory, flushed, ``fsync``-ed,
+then ``os.replace``-d over the destination). A reader therefore sees either the previous complete checkpoint
+or the new complete one. ``atomic_write`` / ``atomic_write_bytes`` are runio's, re-exported here.
 
 Contents are restricted to what ``torch.load(weights_only=True)`` accepts (tensors, numbers, strings, None,
 bools, lists, tuples, dicts), so loading never runs pickled code.
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import struct
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
+
+from runio import atomic_write, atomic_write_bytes, write_json
 
 __all__ = [
     "CHECKPOINT_MAGIC",
@@ -48,54 +48,9 @@ TRAILER_SIZE = _TRAILER.size  # 48
 _CHUNK = 1 << 22
 
 
-def _fsync_dir(directory: Path) -> None:
-    """fsync a directory so that a rename inside it is durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(f)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
-
-    The temporary file is removed if ``write`` raises. Returns ``Path(path)``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Atomically replace ``path`` by ``data``."""
-    return atomic_write(path, lambda f: f.write(data))
-
-
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented, key-sorted JSON (plus a final newline)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Atomically write ``obj`` as indented, key-sorted, strict JSON (plus a final newline); ValueError on NaN."""
+    return write_json(path, obj, nonfinite="error", sort_keys=True)
 
 
 class _HashingWriter:

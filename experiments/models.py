@@ -101,6 +101,13 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Sequential | None:
+    """Residual shortcut: 1x1 conv-BN projection when the block changes the shape, else None (identity)."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(_conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     """3x3 conv-BN-ReLU, 3x3 conv-BN, + shortcut (1x1 conv-BN when shape changes), ReLU."""
 
@@ -113,9 +120,7 @@ class BasicBlock(nn.Module):
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != planes:
-            self.downsample = nn.Sequential(_conv1x1(cin, planes, stride), nn.BatchNorm2d(planes))
+        self.downsample = _shortcut(cin, planes, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         idt = x if self.downsample is None else self.downsample(x)
@@ -139,9 +144,7 @@ class Bottleneck(nn.Module):
         self.conv3 = _conv1x1(planes, out)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != out:
-            self.downsample = nn.Sequential(_conv1x1(cin, out, stride), nn.BatchNorm2d(out))
+        self.downsample = _shortcut(cin, out, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         idt = x if self.downsample is None else self.downsample(x)

@@ -7,12 +7,12 @@ the written paths. Nothing here trains or measures.
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from runio import as_float, read_csv
 
 __all__ = [
     "STYLE",
@@ -58,39 +58,12 @@ def _save(fig, stem: str | Path) -> list[Path]:
     return paths
 
 
-def _f(v: Any) -> float:
-    """Cell -> float (None / '' / non-numeric -> nan)."""
-    if v is None or v == "":
-        return math.nan
-    if isinstance(v, bool):
-        return float(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a CSV as dicts; numeric cells become floats, empty cells None, other cells stay strings."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        d: dict[str, Any] = {}
-        for k, v in r.items():
-            if v in ("", None):
-                d[k] = None
-                continue
-            try:
-                d[k] = float(v)
-            except ValueError:
-                d[k] = v
-        out.append(d)
-    return out
+#: rows of a result CSV: numeric cells -> float, empty cells -> None, other cells stay strings
+read_rows = read_csv
 
 
 def _series(rows: Iterable[Mapping], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = sorted((_f(r.get(x)), _f(r.get(y))) for r in rows)
+    pts = sorted((as_float(r.get(x)), as_float(r.get(y))) for r in rows)
     if not pts:
         return np.zeros(0), np.zeros(0)
     a = np.asarray(pts, dtype=np.float64)
@@ -121,6 +94,17 @@ def _log_plot(ax, xs: np.ndarray, ys: np.ndarray, fmt: str, **kw) -> None:
         ax.plot(np.asarray(xs)[capped], y[capped], "^", color=kw.get("color", "k"), ms=6)
         ax.annotate(f"> {LOG_CAP:.0e} (off scale)", (np.asarray(xs)[capped][0], LOG_CAP), fontsize=6.5,
                     xytext=(2, -10), textcoords="offset points")
+
+
+def _log_panel(ax, rows: Sequence[Mapping], curves: Sequence[tuple[str, str, str, str]], title: str) -> None:
+    """One log-scale panel over steps: a curve per (column, label, line format, colour) via :func:`_log_plot`."""
+    for key, lab, ls, col in curves:
+        xs, ys = _series(rows, "step", key)
+        _log_plot(ax, xs, ys, ls, color=col, label=lab)
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=6.5)
 
 
 def _partner_color(pair: str, i: int) -> str:
@@ -191,38 +175,20 @@ def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     plt = _plt()
     with _style():
         fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.5))
-        a = axes[0]
-        for key, lab, ls, col in (("lem7_lhs_at_cl", "‖∇ℓ^CL−∇ℓ^NSCL‖ at w^CL", "-o", "#0072B2"),
-                                  ("lem7_lhs_at_nscl", "same at w^NSCL", "-s", "#D55E00"),
-                                  ("lem7_bound_at_cl", "(Ĝ/τ)Δ (Lem. 7)", "--", "k"),
-                                  ("lem7_realized_bound_at_cl", "(Ĝ/τ)·mean 2α (proof, measured α)", ":", "#009E73")):
-            xs, ys = _series(rows, "step", key)
-            _log_plot(a, xs, ys, ls, color=col, label=lab)
-        a.set_yscale("log")
-        a.set_title("(a) Lem. 7, last training batch")
-        a.set_xlabel("step")
-        a.legend(fontsize=6.5)
-        a = axes[1]
-        for key, lab, ls, col in (("thm2_e", "‖w^CL − w^NSCL‖", "-o", "#0072B2"),
-                                  ("thm2_bound", "Thm. 2 bound (Ĝ, β̂ running max)", "--", "k")):
-            xs, ys = _series(rows, "step", key)
-            _log_plot(a, xs, ys, ls, color=col, label=lab)
-        a.set_yscale("log")
-        a.set_title("(b) Thm. 2, weight drift")
-        a.set_xlabel("step")
-        a.legend(fontsize=6.5)
-        a = axes[2]
-        for key, lab, ls, col in (("lossgap_gap_clmodel", "gap, CL-trained encoder", "-o", "#0072B2"),
-                                  ("lossgap_gap_nsclmodel", "gap, NSCL-trained encoder", "-s", "#D55E00"),
-                                  ("lossgap_bound_counts_clmodel", "bound, batch counts", "--", "k"),
-                                  ("lossgap_bound_companion_clmodel", "companion bound log(1+n e^{2/τ}/(N−n))", ":",
-                                   "0.4")):
-            xs, ys = _series(rows, "step", key)
-            _log_plot(a, xs, ys, ls, color=col, label=lab)
-        a.set_yscale("log")
-        a.set_title("(c) loss gap L^CL − L^NSCL, reference batch")
-        a.set_xlabel("step")
-        a.legend(fontsize=6.5)
+        _log_panel(axes[0], rows, (("lem7_lhs_at_cl", "‖∇ℓ^CL−∇ℓ^NSCL‖ at w^CL", "-o", "#0072B2"),
+                                   ("lem7_lhs_at_nscl", "same at w^NSCL", "-s", "#D55E00"),
+                                   ("lem7_bound_at_cl", "(Ĝ/τ)Δ (Lem. 7)", "--", "k"),
+                                   ("lem7_realized_bound_at_cl", "(Ĝ/τ)·mean 2α (proof, measured α)", ":", "#009E73")),
+                   "(a) Lem. 7, last training batch")
+        _log_panel(axes[1], rows, (("thm2_e", "‖w^CL − w^NSCL‖", "-o", "#0072B2"),
+                                   ("thm2_bound", "Thm. 2 bound (Ĝ, β̂ running max)", "--", "k")),
+                   "(b) Thm. 2, weight drift")
+        _log_panel(axes[2], rows, (("lossgap_gap_clmodel", "gap, CL-trained encoder", "-o", "#0072B2"),
+                                   ("lossgap_gap_nsclmodel", "gap, NSCL-trained encoder", "-s", "#D55E00"),
+                                   ("lossgap_bound_counts_clmodel", "bound, batch counts", "--", "k"),
+                                   ("lossgap_bound_companion_clmodel", "companion bound log(1+n e^{2/τ}/(N−n))", ":",
+                                    "0.4")),
+                   "(c) loss gap L^CL − L^NSCL, reference batch")
         fig.suptitle("App. B on the network; Ĝ, β̂ are empirical lower estimates of the suprema", fontsize=8.5,
                      x=0.01, ha="left")
         return _save(fig, stem)
@@ -250,48 +216,51 @@ def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
         a.set_xlabel("step")
         a.set_title("(a) network vs Σ-space surrogate (App. C)")
         a.legend(fontsize=6)
-        a = axes[1]
-        sel = [r for r in rows if str(r["model"]) == "CL-NSCL"]
-        for key, lab, ls, col in (("sur_drift_fro", "surrogate ‖Σ^CL − Σ^NSCL‖_F", "-o", "#0072B2"),
-                                  ("net_drift_fro", "network, same items", "-s", "#D55E00"),
-                                  ("thm1_bound", "Thm. 1 (Eq. 2)", "--", "k"),
-                                  ("thm1_bound_sharp", "Thm. 1 sharper", ":", "0.4")):
-            xs, ys = _series(sel, "step", key)
-            _log_plot(a, xs, ys, ls, color=col, label=lab)
-        a.set_yscale("log")
-        a.set_xlabel("step")
-        a.set_title("(b) CL–NSCL drift on the training items")
-        a.legend(fontsize=6.5)
+        _log_panel(axes[1], [r for r in rows if str(r["model"]) == "CL-NSCL"],
+                   (("sur_drift_fro", "surrogate ‖Σ^CL − Σ^NSCL‖_F", "-o", "#0072B2"),
+                    ("net_drift_fro", "network, same items", "-s", "#D55E00"),
+                    ("thm1_bound", "Thm. 1 (Eq. 2)", "--", "k"),
+                    ("thm1_bound_sharp", "Thm. 1 sharper", ":", "0.4")),
+                   "(b) CL–NSCL drift on the training items")
         fig.suptitle(f"Note: {THM1_NOTE}; L_Σ, M_Σ are empirical lower estimates", fontsize=8.5, x=0.01, ha="left")
         return _save(fig, stem)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # paper-style figures over several runs (figures/__main__.py)
+def _pairs_per_run(runs: Sequence[tuple[str, Sequence[Mapping]]], metrics: Sequence[str], ylabels: Sequence[str],
+                   split: str, height: float, title: str, **subplots_kw):
+    """Figure with one column per run and one row per metric: each pair's ``metric`` over epochs (``split``
+    reference set), coloured by the pair's partner model. Returns the matplotlib figure."""
+    plt = _plt()
+    n = len(runs)
+    fig, axes = plt.subplots(len(metrics), n, figsize=(3.3 * n + 0.6, height), squeeze=False, **subplots_kw)
+    for j, (run_title, rows) in enumerate(runs):
+        sel = [r for r in rows if r.get("split") == split]
+        pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
+        for i, p in enumerate(pairs):
+            col = _partner_color(p, i)
+            pr = [r for r in sel if str(r["pair"]) == p]
+            for k, metric in enumerate(metrics):
+                xs, ys = _series(pr, "epoch", metric)
+                axes[k, j].plot(xs, ys, "-o", color=col, label=p)
+        axes[0, j].set_title(run_title, fontsize=8.5)
+        axes[-1, j].set_xlabel("epoch")
+    for k, lab in enumerate(ylabels):
+        axes[k, 0].set_ylabel(lab)
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    return fig
+
+
 def plot_alignment_epochs(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path,
                           split: str = "train") -> list[Path]:
     """Fig. 2 style: per run (column) CKA (top) and RSA (bottom) over epochs for each pair (CL-NSCL, CL-SCL,
     CL-CE, ...). ``runs`` = [(title, metric rows)]."""
-    plt = _plt()
-    n = len(runs)
     with _style():
-        fig, axes = plt.subplots(2, n, figsize=(3.3 * n + 0.6, 5.0), squeeze=False, sharey="row")
-        for j, (title, rows) in enumerate(runs):
-            sel = [r for r in rows if r.get("split") == split]
-            pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
-            for i, p in enumerate(pairs):
-                col = _partner_color(p, i)
-                pr = [r for r in sel if str(r["pair"]) == p]
-                for k, metric in enumerate(("cka", "rsa")):
-                    xs, ys = _series(pr, "epoch", metric)
-                    axes[k, j].plot(xs, ys, "-o", color=col, label=p)
-            axes[0, j].set_title(title, fontsize=8.5)
-            axes[1, j].set_xlabel("epoch")
-        axes[0, 0].set_ylabel("CKA")
-        axes[1, 0].set_ylabel("RSA")
-        axes[0, -1].legend(fontsize=7)
-        fig.suptitle(f"Alignment with the contrastive model during training ({split} reference set)", fontsize=9,
-                     x=0.01, ha="left")
+        fig = _pairs_per_run(runs, ("cka", "rsa"), ("CKA", "RSA"), split, 5.0,
+                             f"Alignment with the contrastive model during training ({split} reference set)",
+                             sharey="row")
         return _save(fig, stem)
 
 
@@ -344,20 +313,7 @@ def plot_weight_gap(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | P
                     key: str = "weight_gap_mean") -> list[Path]:
     """Fig. 6 style: average relative weight gap (Sec. 5.1) between the contrastive model and each other model
     over epochs, one panel per run."""
-    plt = _plt()
-    n = len(runs)
     with _style():
-        fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.6, 3.0), squeeze=False)
-        for j, (title, rows) in enumerate(runs):
-            sel = [r for r in rows if r.get("split") == "train"]
-            pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
-            for i, p in enumerate(pairs):
-                xs, ys = _series([r for r in sel if str(r["pair"]) == p], "epoch", key)
-                axes[0, j].plot(xs, ys, "-o", color=_partner_color(p, i), label=p)
-            axes[0, j].set_title(title, fontsize=8.5)
-            axes[0, j].set_xlabel("epoch")
-        axes[0, 0].set_ylabel("mean relative weight gap")
-        axes[0, -1].legend(fontsize=7)
-        fig.suptitle("Weight-space gap between the contrastive and the supervised models (Sec. 5.1)", fontsize=9,
-                     x=0.01, ha="left")
+        fig = _pairs_per_run(runs, (key,), ("mean relative weight gap",), "train", 3.0,
+                             "Weight-space gap between the contrastive and the supervised models (Sec. 5.1)")
         return _save(fig, stem)

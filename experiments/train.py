@@ -6,7 +6,8 @@ construction for K models (one per entry of ``cfg.losses``; CL, DCL, NSCL, SCL f
 
 * one model is built from ``init_seed`` and deep-copied K times (identical initial weights);
 * per step the batch indices (``order_seed``: one permutation per epoch, drop_last) and the two augmented views
-  (``aug_seed``, :class:`experiments.augment.SimCLRAugment`) are produced ONCE and fed to every model;
+  (``aug_seed``, :class:`experiments.augment.SimCLRAugment`) are produced ONCE and fed to every model (the very
+  same tensor, already in the training memory format); labels and loss masks are also built once per step;
 * a per-model SHA-256 hash chain over the inputs each model's forward received (batch indices and view
   tensor) goes into the manifest, so equal digests prove bit-identical inputs.
 
@@ -15,13 +16,14 @@ Producing data and augmentations once is also the efficiency gain over K separat
 
 Per-step loss (``anchors="both"``: each of the 2B views is an anchor; ``"first"``: the paper's one anchor per
 sample), with projections z = g(f(x)) and cosine similarities (``theory.losses.simclr_sim``):
-    CL / DCL / NSCL / SCL: ``theory.losses.contrastive_loss`` (mean over valid anchors; anchors without a
-    positive or without a denominator key are excluded and counted in ``history[t]["invalid"]``),
+    CL / DCL / NSCL / SCL: the loss of ``theory.losses.contrastive_loss`` (mean over valid anchors; anchors without
+    a positive or without a denominator key are excluded and counted in ``history[t]["invalid"]``), computed as
+    ``masked_contrastive_loss`` with the step's shared masks (bit-identical, without a host sync per model),
     CE: ``F.cross_entropy`` of the classifier head on the projections of both views.
 
 Optimisation per model: SGD or LARS (momentum, weight decay), learning rate linear warm-up then cosine per step
-(``experiments.optim.warmup_cosine``), optional gradient-norm clipping, bf16 autocast and channels_last on CUDA,
-optional ``torch.compile``.
+(``experiments.optim.warmup_cosine``), optional gradient-norm clipping, bf16 autocast (forward only: similarities
+and losses in float32) and channels_last on CUDA (``AMP_DEVICE_TYPES``), optional ``torch.compile``.
 
 Files in ``cfg.out_dir`` (if set): ``manifest.json`` (seeds, config, versions, device, git revision, dataset
 fingerprint, input digests), ``history.json`` (per-step losses), ``ckpt.pt`` (latest checkpoint, atomic, every
@@ -38,15 +40,15 @@ import math
 import os
 import platform
 import signal
-import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -54,8 +56,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from runio import git_state, package_versions
 from theory.constants import check_nonneg_float, check_positive_float, check_positive_int, check_tau
-from theory.losses import LOSS_KINDS, contrastive_loss, simclr_sim
+from theory.losses import LOSS_KINDS, contrastive_loss, contrastive_masks, masked_contrastive_loss
 
 from . import distributed as D
 from .augment import SimCLRAugment
@@ -84,6 +87,9 @@ ANCHORS = ("both", "first")
 RESUME_MUTABLE_KEYS = ("out_dir", "ckpt_every", "compile", "digest")
 CHECKPOINT_FORMAT = "simdescent-lockstep-v1"
 CKPT_NAME = "ckpt.pt"
+#: Device types on which ``cfg.bf16`` (bf16 autocast of the forward) and ``cfg.channels_last`` take effect. Tests add
+#: "cpu" to run exactly the CUDA code path (autocast, channels_last models and views) on the CPU.
+AMP_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
 
 
 class TrainingInterrupted(SystemExit):
@@ -257,20 +263,27 @@ def _tensor_sha256(t: Tensor) -> bytes:
 class InputDigest:
     """Per-model hash chain over consumed inputs: ``d <- sha256(d || sha256(indices) || sha256(x))``.
 
-    Content hashes are computed once per distinct tensor per step (memoised by storage identity), so K models fed
-    the same view tensor cost one hash. On CUDA the bytes are copied to pinned memory asynchronously and hashed on
-    a background thread (a single worker, so chains advance in submission order). The chain state is 32 bytes per
-    model and is saved in checkpoints, so a resumed run continues the same chain.
+    Content hashes are computed once per distinct tensor per step (memoised by storage, version, geometry and
+    dtype: a hit is the very same bytes, unmodified), so K models fed the same view tensor cost one hash and each
+    model's chain still records exactly the tensor it was given. ``background=True`` (the trainer's choice on
+    CUDA): a tensor is snapshotted (CUDA: asynchronous copy to pinned memory, then a CUDA event; CPU: a clone) and
+    hashed on a background thread, a single worker, so chains advance in submission order and the training loop
+    never waits for the device; at most ``max_pending`` snapshots are in flight (back-pressure: the loop waits for
+    the oldest hash rather than piling up host copies when hashing is slower than training). The chain state is
+    32 bytes per model and is saved in checkpoints, so a resumed run continues the same chain.
     """
 
     _SEED = hashlib.sha256(b"simdescent input digest v1").digest()
 
-    def __init__(self, names: Sequence[str], background: bool = False) -> None:
+    def __init__(self, names: Sequence[str], background: bool = False, max_pending: int = 4) -> None:
         self.chains: dict[str, bytes] = {n: self._SEED for n in names}
         self.counts: dict[str, int] = {n: 0 for n in names}
         self._memo: dict[tuple, tuple[Tensor, Any]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") if background else None
         self._last: Future | None = None
+        self.max_pending = check_positive_int("max_pending", max_pending)
+        self._pending: deque[Future] = deque()
+        self.hashed = 0  #: number of content hashes computed (memo misses)
 
     def new_step(self) -> None:
         self._memo.clear()
@@ -280,21 +293,35 @@ class InputDigest:
         hit = self._memo.get(key)
         if hit is not None:
             return hit[1]
-        if self._pool is not None and t.device.type == "cuda":
-            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-            buf.copy_(t.detach().contiguous(), non_blocking=True)
-            ev = torch.cuda.Event()
-            ev.record()
+        self.hashed += 1
+        if self._pool is None:
+            h: Any = _tensor_sha256(t.detach().cpu())
+        else:
+            if t.device.type == "cuda":
+                buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                buf.copy_(t.detach().contiguous(), non_blocking=True)
+                ev: Any = torch.cuda.Event()
+                ev.record()
+            else:  # a private copy: a later in-place change of t cannot reach the hash
+                buf, ev = t.detach().clone(), None
 
             def job(buf: Tensor = buf, ev: Any = ev) -> bytes:
-                ev.synchronize()
+                if ev is not None:
+                    ev.synchronize()
                 return _tensor_sha256(buf)
 
-            h: Any = self._pool.submit(job)
-        else:
-            h = _tensor_sha256(t.detach().cpu())
+            self._throttle()
+            h = self._pool.submit(job)
+            self._pending.append(h)
         self._memo[key] = (t, h)  # keep t alive so its storage is not reused within the step
         return h
+
+    def _throttle(self) -> None:
+        """Wait until fewer than ``max_pending`` snapshots are in flight (each holds a host copy of its tensor)."""
+        while self._pending and self._pending[0].done():
+            self._pending.popleft()
+        while len(self._pending) >= self.max_pending:
+            self._pending.popleft().result()
 
     def consume(self, name: str, indices: Tensor, x: Tensor) -> None:
         """Record that model ``name`` consumed batch ``indices`` and input tensor ``x``."""
@@ -314,6 +341,7 @@ class InputDigest:
     def flush(self) -> None:
         if self._last is not None:
             self._last.result()
+        self._pending.clear()
 
     def hexdigests(self) -> dict[str, str]:
         self.flush()
@@ -346,22 +374,6 @@ def dataset_fingerprint(ds: ImageDataset) -> dict:
     h.update(_tensor_sha256(ds.labels.cpu()))
     return {"name": ds.name, "n": len(ds), "shape": list(ds.images.shape[1:]), "num_classes": ds.num_classes,
             "sha256": h.hexdigest()}
-
-
-def _git_revision() -> dict:
-    root = Path(__file__).resolve().parent.parent
-    out: dict = {"revision": None, "dirty": None}
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if r.returncode == 0:
-            out["revision"] = r.stdout.strip()
-            s = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
-            if s.returncode == 0:
-                out["dirty"] = bool(s.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def _device_name(dev: torch.device) -> str:
@@ -411,10 +423,11 @@ class LockstepTrainer:
             self.device = torch.device("cuda", self.dist.local_rank if self.dist else torch.cuda.current_device())
         self.is_main = self.dist is None or self.dist.is_main
         self.on_cuda = self.device.type == "cuda"
-        self.autocast_dtype = torch.bfloat16 if (self.on_cuda and cfg.bf16) else None
-        self.memory_format = torch.channels_last if (self.on_cuda and cfg.channels_last) else torch.contiguous_format
+        amp = self.device.type in AMP_DEVICE_TYPES
+        self.autocast_dtype = torch.bfloat16 if (amp and cfg.bf16) else None
+        self.memory_format = torch.channels_last if (amp and cfg.channels_last) else torch.contiguous_format
 
-        n = len(train_set)
+        n = self._n = len(train_set)
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = n // cfg.batch_size
         if self.steps_per_epoch < 1:
@@ -438,6 +451,9 @@ class LockstepTrainer:
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.aug_seed)
         self._perm: Tensor | None = None
         self._perm_epoch = -1
+        self._perm_dev: tuple[Tensor, Tensor] | None = None  # (CPU permutation, its copy on the device)
+        self._upload_perm = self.device.type != "cpu"
+        self._static_targets: dict | None = None  # batch-independent loss inputs (ids, self mask, CL / DCL masks)
 
         # identical initial weights: one model from init_seed, deep-copied per loss
         base = self._build_model(c, h, train_set.num_classes)
@@ -459,8 +475,9 @@ class LockstepTrainer:
         self.history: list[dict] = []
         self.invalid_total = {name: 0 for name in cfg.losses}
         self.digest = InputDigest(cfg.losses, background=self.on_cuda) if cfg.digest else None
-        self.profile = False  # if True, fit() accumulates synchronised timings in self.timings
-        self.timings = {"data": 0.0, "models": 0.0, "steps": 0}
+        self.profile = False  # if True, train_step accumulates synchronised timings in self.timings
+        self.timings: dict = {}
+        self.reset_timings()
         self._stop_signal: int | None = None
         self.interrupted: str | None = None
         self.manifest = self._base_manifest()
@@ -483,12 +500,11 @@ class LockstepTrainer:
             "format": CHECKPOINT_FORMAT,
             "seeds": {"init_seed": cfg.init_seed, "order_seed": cfg.order_seed, "aug_seed": cfg.aug_seed},
             "config": cfg.to_dict(),
-            "versions": {"torch": str(torch.__version__), "numpy": str(np.__version__),
-                         "python": platform.python_version(), "cuda": torch.version.cuda},
+            "versions": {**package_versions("torch", "numpy"), "cuda": torch.version.cuda},
             "device": _device_name(self.device),
             "distributed": None if self.dist is None else {"world_size": self.dist.world_size,
                                                            "rank": self.dist.rank, "backend": self.dist.backend},
-            "git": _git_revision(),
+            "git": git_state(),
             "dataset": self.dataset_info,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
@@ -506,15 +522,27 @@ class LockstepTrainer:
         """
         epoch, s = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:
-            self._perm = torch.randperm(len(self.train_set), generator=self.order_gen)
+            self._perm = torch.randperm(self._n, generator=self.order_gen)
             self._perm_epoch = epoch
         assert self._perm is not None
         return self._perm[s * self.batch_size:(s + 1) * self.batch_size]
 
+    def _device_indices(self, step: int, idx: Tensor) -> Tensor:
+        """``idx`` (= batch_indices(step)) on the training device, sliced from a device copy of the epoch
+        permutation uploaded once per epoch (no per-step host-to-device copy from pageable memory)."""
+        if not self._upload_perm:
+            return idx
+        if self._perm_dev is None or self._perm_dev[0] is not self._perm:
+            assert self._perm is not None
+            self._perm_dev = (self._perm, self._perm.to(self.device))
+        s = step % self.steps_per_epoch
+        return self._perm_dev[1][s * self.batch_size:(s + 1) * self.batch_size]
+
     def make_views(self, indices: Tensor) -> Tensor:
         """Two augmented views of the images ``indices`` from the augmentation generator, stacked [view1; view2].
 
-        Shape: indices (B,) -> (2B, C, H, W) float32 on the device, memory format channels_last on CUDA.
+        Shape: indices (B,) (on the CPU or the device) -> (2B, C, H, W) float32 on the device, in the training memory
+        format (channels_last on CUDA), converted once here: every model receives this very tensor.
         """
         x = self.images[indices.to(self.device, non_blocking=True)]  # uint8: the augmentation reads it as /255
         v1 = self.augment(x, self.aug_gen)
@@ -530,13 +558,61 @@ class LockstepTrainer:
         return torch.cat([views[:B][sl], views[B:][sl]], dim=0).contiguous(memory_format=self.memory_format)
 
     # -- one shared step ------------------------------------------------------------------------------------------
-    def _loss(self, name: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _targets(self, labels: Tensor) -> "_Targets":
+        """Loss inputs that depend only on the batch, built ONCE per step and shared by the K models.
+
+        Ids, self mask and the CL / DCL masks depend only on B and ``anchors`` (built once per trainer); the label
+        masks (NSCL, SCL) once per step. Masks come from ``theory.losses.contrastive_masks`` with the inputs
+        ``theory.losses.simclr_sim`` builds, and the per-kind valid-anchor counts are precomputed (device tensors,
+        no synchronisation). Shape: labels (B,) global batch labels on the device.
+        """
+        st = self._static_targets
+        if st is None:
+            B, dev = self.batch_size, self.device
+            ids = torch.arange(B, device=dev)
+            key_ids = torch.cat([ids, ids])
+            anchor_ids = key_ids if self.cfg.anchors == "both" else ids
+            self_mask = torch.eye(anchor_ids.shape[0], 2 * B, dtype=torch.bool, device=dev)
+            st = self._static_targets = {"anchor_ids": anchor_ids, "key_ids": key_ids, "self_mask": self_mask,
+                                         "masks": {}}
+        key_labels = torch.cat([labels, labels])
+        anchor_labels = key_labels if self.cfg.anchors == "both" else labels
+        masks = {}
+        for kind in self.cfg.losses:
+            if kind == "CE":
+                continue
+            m = st["masks"].get(kind)
+            if m is None:
+                pos, den = contrastive_masks(kind, st["anchor_ids"], st["key_ids"], anchor_labels, key_labels,
+                                             st["self_mask"])
+                n_valid = (pos.any(dim=1) & den.any(dim=1)).sum()
+                m = (pos, den, n_valid.to(torch.float32), pos.shape[0] - n_valid)
+                if kind in ("CL", "DCL"):  # label-free: the same for every batch
+                    st["masks"][kind] = m
+            masks[kind] = m
+        return _Targets(key_labels, anchor_labels, st["anchor_ids"], st["key_ids"], st["self_mask"], masks)
+
+    def _similarities(self, o1: Tensor, o2: Tensor) -> Tensor:
+        """Cosine similarity logits of the two-view batch, exactly as ``theory.losses.simclr_sim`` (normalize=True):
+        rows [z1; z2] ("both") or z1 ("first"), keys [z1; z2]. Shape: o1, o2 (B, p) -> (A, 2B)."""
+        z1 = F.normalize(o1, dim=1)
+        z2 = F.normalize(o2, dim=1)
+        keys = torch.cat([z1, z2], dim=0)
+        rows = keys if self.cfg.anchors == "both" else z1
+        return rows @ keys.T
+
+    def _loss(self, name: str, x: Tensor, targets: "_Targets") -> tuple[Tensor, Tensor]:
         """Global-batch loss of model ``name`` on its (local) views ``x`` and the number of invalid anchors.
 
-        Shape: x (2b, C, H, W) = [view1 shard; view2 shard]; labels (B,) global. Under DDP the projections (or CE
-        logits) are gathered with gradients, so the loss is the one-process loss of the global batch.
+        The forward runs under bf16 autocast when enabled; the projections / logits are cast to float32 before the
+        similarities and the loss (so the loss is float32 whatever the forward precision). Contrastive kinds:
+        ``theory.losses.masked_contrastive_loss`` with the step's shared masks, mean over valid anchors (the
+        reduction of ``theory.losses.contrastive_loss``, without its per-call host synchronisation; a batch with
+        no valid anchor is reported after the step's one synchronisation).
+        Shape: x (2b, C, H, W) = [view1 shard; view2 shard]. Under DDP the projections (or CE logits) are gathered
+        with gradients, so the loss is the one-process loss of the global batch.
         """
-        ac = torch.autocast("cuda", dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        ac = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         with ac:
             z, logits = self._train_modules[name](x)
         out = (logits if name == "CE" else z).float()
@@ -546,50 +622,85 @@ class LockstepTrainer:
             o1 = D.all_gather_with_grad(o1, self.dist)
             o2 = D.all_gather_with_grad(o2, self.dist)
         if name == "CE":
-            loss = F.cross_entropy(torch.cat([o1, o2], dim=0), torch.cat([labels, labels]))
+            loss = F.cross_entropy(torch.cat([o1, o2], dim=0), targets.key_labels)
             return loss, torch.zeros((), dtype=torch.long, device=loss.device)
-        batch = simclr_sim(o1, o2, labels, normalize=True, anchors=self.cfg.anchors)
-        loss, res = contrastive_loss(**batch._asdict(), kind=name, tau=self.cfg.tau, return_details=True)
-        return loss, (~res.valid).sum()
+        pos, den, n_valid, n_invalid = targets.masks[name]
+        res = masked_contrastive_loss(self._similarities(o1, o2), pos, den, self.cfg.tau)
+        return res.loss.sum(dim=0) / n_valid, n_invalid
+
+    def _no_valid_anchor(self, name: str, targets: "_Targets") -> ValueError:
+        """The one-line error ``theory.losses.contrastive_loss`` raises for a batch without a valid anchor."""
+        sim = torch.zeros(targets.self_mask.shape, device=targets.self_mask.device)
+        try:
+            contrastive_loss(sim, name, self.cfg.tau, targets.anchor_ids, targets.key_ids, targets.anchor_labels,
+                             targets.key_labels, targets.self_mask)
+        except ValueError as e:
+            return e
+        return ValueError(f"{name}: no valid anchor in the batch")  # pragma: no cover (masks say otherwise)
 
     def _snapshot_generators(self) -> dict:
         return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
                 "perm": None if self._perm is None else self._perm.clone(), "perm_epoch": self._perm_epoch}
 
     def train_step(self) -> tuple[Tensor, Tensor]:
-        """One shared step for all K models; returns (global batch indices (B,), views (2B, C, H, W))."""
+        """One shared step for all K models; returns (global batch indices (B,), views (2B, C, H, W)).
+
+        Produced ONCE per step and shared: batch indices, the image gather and both augmented views (one tensor,
+        already in the training memory format, passed as is to every model), labels and loss masks
+        (:meth:`_targets`), the content hash of the inputs (memoised in :class:`InputDigest`). Per model: forward
+        + loss, backward, optimiser step. One host synchronisation per step (losses and invalid-anchor counts).
+        With ``profile`` True, synchronised wall times accumulate in ``timings`` (seconds; see
+        :meth:`reset_timings`).
+        """
         t = self.step
         snap = self._snapshot_generators()
         prof = self.profile
-        if prof:
-            self._sync()
-            t0 = time.perf_counter()
+        tick = t_start = self._lap(None, 0.0) if prof else 0.0
         idx = self.batch_indices(t)
-        views = self.make_views(idx)
-        labels = self.labels[idx.to(self.device, non_blocking=True)]
+        dev_idx = self._device_indices(t, idx)
+        if prof:
+            tick = self._lap("indices", tick)
+        views = self.make_views(dev_idx)
         x = self._local_views(views)
         local_idx = idx[self.local_slice]
         if prof:
-            self._sync()
-            t1 = time.perf_counter()
+            tick = self._lap("views", tick)
+        targets = self._targets(self.labels[dev_idx])
+        if prof:
+            tick = self._lap("targets", tick)
+            t_data = tick
         if self.digest is not None:
             self.digest.new_step()
         lr = self.lr_at(t)
         losses, invalid = [], []
         for name in self.cfg.losses:
             if self.digest is not None:
-                self.digest.consume(name, local_idx, x)
+                self.digest.consume(name, local_idx, x)  # hashed once per step: later models hit the memo
+                if prof:
+                    tick = self._lap("digest", tick)
             opt = self.optimizers[name]
             opt.zero_grad(set_to_none=True)
-            loss, n_bad = self._loss(name, x, labels)
+            loss, n_bad = self._loss(name, x, targets)
+            if prof:
+                tick = self._lap("forward", tick)
             (loss * D.loss_scale(self.dist)).backward()
+            if prof:
+                tick = self._lap("backward", tick)
             losses.append(loss.detach())
             invalid.append(n_bad)
-        vals = torch.stack(losses).cpu().tolist()  # the one synchronisation per step
+        K = len(losses)
+        # the one synchronisation per step (float32 losses and integer counts are exact in float64)
+        stats = torch.cat([torch.stack(losses).double(), torch.stack(invalid).double()]).cpu().tolist()
+        vals, n_invalid = stats[:K], [int(v) for v in stats[K:]]
+        if prof:
+            tick = self._lap("sync", tick)
+        n_anchors = targets.self_mask.shape[0]
+        for name, k in zip(self.cfg.losses, n_invalid):
+            if name != "CE" and k == n_anchors:
+                raise self._no_valid_anchor(name, targets)
         bad = [(n, v) for n, v in zip(self.cfg.losses, vals) if not math.isfinite(v)]
         if bad:
             self._diverged(t, bad, snap)
-        n_invalid = torch.stack(invalid).cpu().tolist()
         for name in self.cfg.losses:
             model, opt = self.models[name], self.optimizers[name]
             if self.cfg.grad_clip > 0:
@@ -598,9 +709,9 @@ class LockstepTrainer:
                 group["lr"] = lr
             opt.step()
         if prof:
-            self._sync()
-            self.timings["data"] += t1 - t0
-            self.timings["models"] += time.perf_counter() - t1
+            tick = self._lap("optimizer", tick)
+            self.timings["data"] += t_data - t_start
+            self.timings["models"] += tick - t_data
             self.timings["steps"] += 1
         rec = {"step": t, "epoch": t // self.steps_per_epoch, "lr": lr,
                "loss": dict(zip(self.cfg.losses, vals)), "invalid": dict(zip(self.cfg.losses, n_invalid))}
@@ -613,6 +724,23 @@ class LockstepTrainer:
     def _sync(self) -> None:
         if self.on_cuda:
             torch.cuda.synchronize(self.device)
+
+    #: phases timed by train_step when ``profile`` is True ("data" = indices + views + targets, "models" = the rest)
+    TIMED_PHASES = ("indices", "views", "targets", "digest", "forward", "backward", "sync", "optimizer")
+
+    def reset_timings(self) -> None:
+        """Zero ``timings``: seconds per phase of :data:`TIMED_PHASES` summed over steps (forward / backward /
+        digest over all K models), plus "data", "models" and "steps" (number of profiled steps)."""
+        self.timings = {k: 0.0 for k in (*self.TIMED_PHASES, "data", "models")}
+        self.timings["steps"] = 0
+
+    def _lap(self, key: str | None, t0: float) -> float:
+        """Synchronise the device, add the time since ``t0`` to ``timings[key]`` and return the current time."""
+        self._sync()
+        now = time.perf_counter()
+        if key is not None:
+            self.timings[key] += now - t0
+        return now
 
     def _diverged(self, t: int, bad: list, snap: dict) -> None:
         """Save the last good state (models before step t, generators before drawing batch t) and raise."""
@@ -631,6 +759,7 @@ class LockstepTrainer:
                                f"{others}; {where}")
 
     def _restore_generators(self, snap: dict) -> None:
+        self._perm_dev = None
         self.order_gen.set_state(snap["order_gen"])
         self.aug_gen.set_state(snap["aug_gen"])
         self._perm = None if snap["perm"] is None else snap["perm"].clone()
@@ -829,6 +958,7 @@ class LockstepTrainer:
             self.optimizers[n].load_state_dict(state["optimizers"][n])
         self.order_gen.set_state(state["order_gen"])
         self.aug_gen.set_state(state["aug_gen"])
+        self._perm_dev = None
         self._perm = None if state["perm"] is None else state["perm"].clone()
         self._perm_epoch = int(state["perm_epoch"])
         self.step = int(state["step"])
@@ -889,6 +1019,22 @@ def _drop_head(model: nn.Module) -> None:
     if getattr(model, "head", None) is not None:
         model.head = None
         model.num_classes = None
+
+
+class _Targets(NamedTuple):
+    """Per-step loss inputs shared by the K models (see :meth:`LockstepTrainer._targets`).
+
+    Shape: key_labels (2B,) labels of [view1; view2] (also the CE targets); anchor_labels (A,); anchor_ids (A,);
+    key_ids (2B,); self_mask (A, 2B) bool; masks: kind -> (pos (A, 2B) bool, den (A, 2B) bool, number of valid
+    anchors () float32, number of invalid anchors () long). A = 2B ("both") or B ("first").
+    """
+
+    key_labels: Tensor
+    anchor_labels: Tensor
+    anchor_ids: Tensor
+    key_ids: Tensor
+    self_mask: Tensor
+    masks: dict
 
 
 class _TrainForward(nn.Module):

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import runio
+
 from theory.bounds import (
     cka_certificate_sharp,
     cor1_cka_bound,
@@ -531,10 +533,8 @@ class ClaimTracker:
 def _save_npz(out_dir: Path, name: str, snap: dict) -> str:
     d = out_dir / "counterexamples"
     d.mkdir(parents=True, exist_ok=True)
-    path = d / name
-    tmp = d / (name + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in snap.items()})
-    tmp.replace(path)
+    arrays = {k: np.asarray(v) for k, v in snap.items()}
+    runio.atomic_write(d / name, lambda f: np.savez_compressed(f, **arrays))
     return str(Path("counterexamples") / name)
 
 
@@ -798,7 +798,7 @@ def load_checks(run_dir: str | Path) -> tuple[dict, dict]:
         p = d / name
         if not p.is_file():
             raise ValueError(f"{p} not found (not a sigma_descent output directory?)")
-        out.append(json.loads(p.read_text()))
+        out.append(runio.read_json(p))
     return out[0], out[1]
 
 

@@ -72,22 +72,20 @@ new squares in); ``full_drift`` recomputes it (tests; evals.csv ``drift_full``).
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
+
+import runio
 
 from theory.constants import (
     check_classes,
@@ -948,84 +946,7 @@ class SigmaResult:
 
 
 def _versions() -> dict:
-    import matplotlib
-    import scipy
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "matplotlib": matplotlib.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-def _git_revision() -> str | None:
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, (bool, np.bool_)):
-        return "1" if v else "0"
-    return str(v)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        _atomic_write_text(path, "")
-        return
-    cols = list(rows[0].keys())
-    for r in rows[1:]:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([_fmt(r.get(c)) for c in cols])
-    os.replace(tmp, path)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write; non-finite floats become the strings "inf" / "-inf" / "nan" (valid JSON)."""
-    _atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    return {**runio.package_versions("torch", "numpy", "scipy", "matplotlib"), "torch_threads": torch.get_num_threads()}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1082,10 +1003,7 @@ def _save_checkpoint(out_dir: Path, cfg: SigmaConfig, state: CoupledState, suite
         "eval_rows": state.eval_rows,
         "checks": suite.state_dict() if suite is not None else None,
     }
-    path = _ckpt_path(out_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    runio.atomic_write(_ckpt_path(out_dir), lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(out_dir: Path | str) -> dict:
@@ -1219,12 +1137,12 @@ def run_sigma_descent(
         "constants": consts,
         "seeds": {"init_seed": cfg.init_seed, "batch_seed": cfg.batch_seed, "aug_seed": cfg.aug_seed},
         "versions": _versions(),
-        "git_revision": _git_revision(),
+        "git_revision": runio.git_revision(),
         "command_line": argv if argv is not None else None,
         "dtype": "float64",
     }
     if out is not None:
-        write_json(out / "config.json", config_doc)
+        runio.write_json(out / "config.json", config_doc)
 
     suite = None
     if cfg.checks:
@@ -1302,15 +1220,16 @@ def run_sigma_descent(
     last_eval = state.eval_rows[-1] if state.eval_rows else {}
     wall = time.perf_counter() - t_start
     if out is not None:
-        _write_csv(out / "steps.csv", state.step_rows)
-        _write_csv(out / "evals.csv", state.eval_rows)
-        write_json(out / "checks.json", checks_doc)
-        write_json(out / "timing.json", {"wall_s": wall, "loop_s": loop_s, "step_s": step_s, "steps_run": done_steps,
+        runio.write_csv(out / "steps.csv", state.step_rows)
+        runio.write_csv(out / "evals.csv", state.eval_rows)
+        runio.write_json(out / "checks.json", checks_doc)
+        runio.write_json(out / "timing.json", {"wall_s": wall, "loop_s": loop_s, "step_s": step_s, "steps_run": done_steps,
                                          "steps_per_s": done_steps / step_s if step_s > 0 else None,
                                          "threads": torch.get_num_threads()})
         if cfg.save_sigma:
-            np.save(out / "sigma_cl.npy", state.sigma_cl.numpy())
-            np.save(out / "sigma_ns.npy", state.sigma_ns.numpy())
+            sig_cl, sig_ns = state.sigma_cl.numpy(), state.sigma_ns.numpy()
+            runio.atomic_write(out / "sigma_cl.npy", lambda f: np.save(f, sig_cl))
+            runio.atomic_write(out / "sigma_ns.npy", lambda f: np.save(f, sig_ns))
         if cfg.plot and len(state.step_rows) > 0:
             from .plot import plot_sigma_run
 

@@ -55,6 +55,8 @@ import os
 import sys
 from pathlib import Path
 
+import runio
+
 from .engine import (
     DEFAULT_ETA,
     PROJECTIONS,
@@ -193,7 +195,7 @@ def config_from_args(ns: argparse.Namespace, base: dict | None = None) -> SigmaC
         if not p.is_file():
             raise ValueError(f"config file not found: {p}")
         try:
-            doc = json.loads(p.read_text())
+            doc = runio.read_json(p)
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {p} is not valid JSON: {e}") from None
         if isinstance(doc, dict) and "config" in doc and isinstance(doc["config"], dict):

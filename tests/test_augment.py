@@ -217,3 +217,141 @@ def test_cuda_matches_itself_and_rejects_cpu_generator():
     assert aug(x.bfloat16(), g()).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="generator must be on the images' device"):
         aug(x, _gen(0))
+
+
+# -----------------------------------------------------------------------------------------------------------
+# sync-free default path (GPU readiness, checked on the CPU)
+
+
+def _gather_reference(aug: SimCLRAugment, x: torch.Tensor, params) -> torch.Tensor:
+    """The previous implementation of ``apply`` (per-op sub-batches gathered with torch.nonzero, ``any()`` guards),
+    written out independently: the sync-free default path must reproduce it bit for bit."""
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    y = x.to(torch.float32) / (255.0 if x.dtype == torch.uint8 else 1.0)
+    y = resized_crop(y, params.boxes, aug.size, params.flip).clone()
+    n_ops = 2 if y.shape[1] == 1 else 4
+    if bool(params.jitter.any()):
+        for stage in range(4):
+            for k in range(n_ops):
+                idx = torch.nonzero(params.jitter & (params.order[:, stage] == k)).squeeze(1)
+                if idx.numel():
+                    y[idx] = ops[k](y[idx], params.factors[idx, k])
+    if y.shape[1] == 3 and bool(params.gray.any()):
+        y = torch.where(params.gray.reshape(-1, 1, 1, 1), rgb_to_grayscale(y).expand_as(y), y)
+    if aug.blur and bool(params.blur.any()):
+        y = torch.where(params.blur.reshape(-1, 1, 1, 1), gaussian_blur(y, params.sigma, aug.blur_kernel), y)
+    return y.clamp_(0.0, 1.0)
+
+
+@pytest.mark.parametrize("channels, size, blur, uint8", [(3, 12, True, False), (1, 10, True, False),
+                                                         (3, 32, False, True)])
+def test_fixed_order_path_bit_identical_to_gather_reference(channels, size, blur, uint8):
+    x = _x(16, channels, 20, 18, seed=5)
+    if uint8:
+        x = (x * 255).round().to(torch.uint8)
+    aug = SimCLRAugment(size, strength=1.0, blur=blur, blur_p=0.5, blur_sigma=(0.1, 2.0))
+    for seed in range(3):
+        params = aug.sample_params(16, 20, 18, _gen(seed))
+        assert 0 < int(params.jitter.sum()) < 16  # both kinds of image present
+        assert torch.equal(aug.apply(x, params), _gather_reference(aug, x, params))
+    # all-jittered, none-jittered, all-gray, none-blurred batches are fine too (no `any()` shortcut needed)
+    p = aug.sample_params(16, 20, 18, _gen(9))
+    for fld, val in (("jitter", True), ("jitter", False), ("gray", True), ("blur", False)):
+        q = p[torch.arange(16)]
+        setattr(q, fld, torch.full((16,), val))
+        assert torch.equal(aug.apply(x, q), _gather_reference(aug, x, q)), (fld, val)
+
+
+def test_fixed_order_per_image_loop_equals_batch():
+    x = _x(6, 3, 18, 14)
+    aug = SimCLRAugment(10, strength=1.0, blur=True, blur_p=0.5, blur_sigma=(0.1, 2.0))
+    params = aug.sample_params(6, 18, 14, _gen(11))
+    batched = aug.apply(x, params)
+    for i in range(6):
+        assert torch.equal(aug.apply(x[i:i + 1], params[i]), batched[i:i + 1])
+
+
+def test_random_draws_unchanged_fixed_values():
+    """Regression: the draw order of sample_params is unchanged, so old seeds give the old parameters."""
+    aug = SimCLRAugment(8, strength=1.0)
+    p = aug.sample_params(2, 8, 8, _gen(0))
+    g = _gen(0)
+    boxes = sample_crop_boxes(2, 8, 8, aug.scale, aug.ratio, g)
+    flip = torch.rand(2, generator=g) < 0.5
+    jit = torch.rand(2, generator=g) < 0.8
+    uf = torch.rand((2, 4), generator=g)
+    lo = torch.tensor([0.2, 0.2, 0.2, -0.2])
+    hi = torch.tensor([1.8, 1.8, 1.8, 0.2])
+    torch.rand((2, 4), generator=g)  # order permutation (drawn even for the fixed order)
+    gray = torch.rand(2, generator=g) < 0.2
+    assert torch.equal(p.boxes, boxes) and torch.equal(p.flip, flip) and torch.equal(p.jitter, jit)
+    assert torch.equal(p.factors, lo + (hi - lo) * uf) and torch.equal(p.gray, gray)
+
+
+class _HostSync(AssertionError):
+    pass
+
+
+@pytest.fixture
+def deny_host_sync(monkeypatch):
+    """Make every host-synchronising tensor operation raise (on CUDA each would block on the device)."""
+    def patch():
+        def boom(*a, **k):
+            raise _HostSync("host synchronisation")
+
+        def full_reduction_only(orig):  # t.any(dim=0) stays on the device; t.any() is what `if` would read
+            def f(*a, **k):
+                if len(a) > 1 or "dim" in k:
+                    return orig(*a, **k)
+                raise _HostSync("host synchronisation")
+            return f
+        for name in ("nonzero", "item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__",
+                     "unique", "masked_select"):
+            monkeypatch.setattr(torch.Tensor, name, boom)
+        for name in ("nonzero", "unique", "masked_select", "argwhere", "tensor"):
+            monkeypatch.setattr(torch, name, boom)
+        for name in ("any", "all"):
+            monkeypatch.setattr(torch.Tensor, name, full_reduction_only(getattr(torch.Tensor, name)))
+            monkeypatch.setattr(torch, name, full_reduction_only(getattr(torch, name)))
+    return patch
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_default_path_makes_no_host_sync(deny_host_sync, channels):
+    x = _x(8, channels, 20, 20)
+    aug = SimCLRAugment(16, strength=1.0, blur=True, blur_p=0.5)
+    rnd = SimCLRAugment(16, strength=1.0, blur=True, blur_p=0.5, jitter_order="random")
+    aug.sample_params(8, 20, 20, _gen(0))  # first call per device builds the factor bounds (torch.tensor)
+    expect = aug(x, _gen(1))
+    p_rnd = rnd.sample_params(8, 20, 20, _gen(1))
+    deny_host_sync()
+    params = aug.sample_params(8, 20, 20, _gen(1))  # no torch.tensor / host sync once the bounds are cached
+    got = aug.apply(x, params)
+    assert torch.equal(got, expect)
+    assert torch.equal(aug(x, _gen(1)), expect)
+    with pytest.raises(_HostSync):  # the deny-list is effective: the random-order path gathers with nonzero
+        rnd.apply(x, p_rnd)
+
+
+def test_hsv_to_rgb_gather_equals_where_chain_reference():
+    """hsv_to_rgb picks one of (v, q, p, t) per channel and hue sector; reference: the plain where-chain over the
+    six sectors (torchvision's table), bit for bit, including h = 1 (sector 6 -> 0), h < 0 and h > 1."""
+    from experiments.augment import hsv_to_rgb
+    g = _gen(3)
+    hsv = torch.rand((2, 3, 8, 9), generator=g)
+    hsv[0, 0, 0, :6] = torch.tensor([0.0, 1.0, 1 - 2 ** -24, 1 / 6, 5 / 6, 0.5])
+    hsv[1, 0] = torch.randn((8, 9), generator=g) * 4
+    hsv[1, 1, :2] = 0.0  # zero saturation
+    h, s, v = hsv.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    sector = i.to(torch.int64) % 6
+    p = (v * (1 - s)).clamp(0, 1)
+    q = (v * (1 - s * f)).clamp(0, 1)
+    t = (v * (1 - s * (1 - f))).clamp(0, 1)
+    table = ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))
+    ref = torch.zeros_like(hsv)
+    for c in range(3):
+        for k in range(6):
+            ref[:, c] = torch.where(sector == k, table[c][k], ref[:, c])
+    assert torch.equal(hsv_to_rgb(hsv), ref)

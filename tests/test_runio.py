@@ -108,6 +108,12 @@ def test_csv_floats_round_trip_exactly(tmp_path):
         ["", "1", "1", "3", "0.5", "a"]
 
 
+def test_as_float_of_record_values():
+    assert [runio.as_float(v) for v in (1, "2.5", True, np.bool_(False), "inf", "-inf")] == [1.0, 2.5, 1.0, 0.0,
+                                                                                           math.inf, -math.inf]
+    assert all(math.isnan(runio.as_float(v)) for v in (None, "", "nan", "CL", [1, 2], object()))
+
+
 def test_csv_without_rows_and_fixed_columns(tmp_path):
     p = runio.write_csv(tmp_path / "e.csv", [])
     assert p.read_text() == "" and runio.read_csv(p) == []

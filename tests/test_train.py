@@ -29,13 +29,7 @@ from experiments.train import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids OpenMP spin-waiting on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_ds(classes: int = 4, per_class: int = 16, size: int = 16, seed: int = 0):
@@ -469,3 +463,269 @@ def test_cli_runs_and_reports_errors(tmp_path):
     assert rc == 0
     assert json.loads((out / "manifest.json").read_text())["step"] == 4  # 1000 synthetic images / 250
     assert main(["--tau", "-1", "--out", str(out), "--quiet"]) == 2
+
+
+# -----------------------------------------------------------------------------------------------------------
+# shared per-step work, loss path, CUDA code path exercised on the CPU
+
+
+@pytest.mark.parametrize("anchors", ["both", "first"])
+def test_step_loss_bit_identical_to_theory_contrastive_loss(anchors):
+    """The trainer's shared-mask loss equals theory.losses.contrastive_loss(simclr_sim(...)) bit for bit."""
+    from theory.losses import contrastive_loss, contrastive_masks, simclr_sim
+    ds = tiny_ds()
+    losses = ("CL", "DCL", "NSCL", "SCL", "CE")
+    tr = LockstepTrainer(tiny_cfg(losses=losses, anchors=anchors), ds, quiet=True)
+    init = {n: copy.deepcopy(m) for n, m in tr.models.items()}
+    got = []
+    tr.fit(on_step=lambda t_, t, idx, views: got.append((idx.clone(), views.clone())), max_steps=1)
+    idx, views = got[0]
+    labels = ds.labels[idx]
+    for name in losses:
+        _, z = init[name](views)
+        if name == "CE":
+            ref = F.cross_entropy(init[name].head(z), torch.cat([labels, labels]))
+        else:
+            batch = simclr_sim(z[:16], z[16:], labels, normalize=True, anchors=anchors)
+            ref = contrastive_loss(**batch._asdict(), kind=name, tau=0.5)
+        assert tr.history[0]["loss"][name] == ref.item(), name
+    # the helpers against theory directly
+    o1, o2 = torch.randn(16, 8, generator=torch.Generator().manual_seed(0)).split(8)
+    lab = torch.tensor([0, 1, 0, 2, 1, 1, 3, 0])
+    small = LockstepTrainer(tiny_cfg(losses=("CL", "DCL", "NSCL", "SCL"), anchors=anchors, batch_size=8), ds,
+                            quiet=True)
+    b = simclr_sim(o1, o2, lab, normalize=True, anchors=anchors)
+    assert torch.equal(small._similarities(o1, o2), b.sim)
+    tg = small._targets(lab)
+    for kind in ("CL", "DCL", "NSCL", "SCL"):
+        pos, den, n_valid, n_invalid = tg.masks[kind]
+        rp, rd = contrastive_masks(kind, b.anchor_ids, b.key_ids, b.anchor_labels, b.key_labels, b.self_mask)
+        assert torch.equal(pos, rp) and torch.equal(den, rd)
+        n_ok = sum(bool(rp[a].any() and rd[a].any()) for a in range(rp.shape[0]))
+        assert n_valid.dtype == torch.float32 and int(n_valid) == n_ok and int(n_invalid) == rp.shape[0] - n_ok
+
+
+def test_shared_work_is_done_once_per_step_and_every_model_gets_the_same_tensor(monkeypatch):
+    import experiments.train as T
+    calls = {"masks": 0, "aug": 0}
+    real_masks = T.contrastive_masks
+
+    def counting_masks(*a, **k):
+        calls["masks"] += 1
+        return real_masks(*a, **k)
+
+    monkeypatch.setattr(T, "contrastive_masks", counting_masks)
+    ds = tiny_ds()
+    losses = ("CL", "DCL", "NSCL", "SCL", "CE")
+    tr = LockstepTrainer(tiny_cfg(losses=losses), ds, quiet=True)
+    real_aug = tr.augment
+
+    class CountingAug:
+        def __call__(self, x, g):
+            calls["aug"] += 1
+            return real_aug(x, g)
+
+    tr.augment = CountingAug()
+    fed: dict = {n: [] for n in losses}
+    for n, m in tr.models.items():
+        m.register_forward_pre_hook(lambda mod, args, n=n: fed[n].append(args[0]))
+    views_seen = []
+    steps = 3
+    tr.fit(on_step=lambda t_, t, idx, views: views_seen.append(views), max_steps=steps)
+    assert calls["aug"] == 2 * steps  # two views per step, whatever K
+    assert calls["masks"] == 2 + 2 * steps  # CL / DCL masks once per trainer; NSCL / SCL once per step
+    assert tr.digest.hashed == 2 * steps  # indices + views hashed once per step, not once per model
+    for n in losses:
+        assert all(a is b for a, b in zip(fed[n], views_seen))  # the very same tensor object, no per-model copy
+    assert len(set(tr.digest.hexdigests().values())) == 1
+
+
+def test_batch_without_valid_anchor_raises_theory_message():
+    from experiments.data import ImageDataset
+    base = tiny_ds(classes=2, per_class=4)
+    labels = torch.zeros(8, dtype=torch.long)
+    labels[0] = 1  # one batch of 4 out of two is single-class: NSCL has no negatives there
+    ds = ImageDataset(images=base.images, labels=labels, num_classes=2, name="one-odd")
+    tr = LockstepTrainer(tiny_cfg(losses=("CL", "NSCL"), batch_size=4, epochs=3), ds, quiet=True)
+    with pytest.raises(ValueError, match=r"^NSCL: no anchor has a negative \(different-label key\) in its "
+                                         r"denominator \(batch of 8 anchors, all of class 0\)$"):
+        tr.fit()
+
+
+def test_perm_uploaded_once_per_epoch_gives_the_same_batches():
+    """The device path of the batch indices (epoch permutation uploaded once, sliced per step), run on the CPU."""
+    ds = tiny_ds()
+    ref = LockstepTrainer(tiny_cfg(epochs=3), ds, quiet=True)
+    tr = LockstepTrainer(tiny_cfg(epochs=3), ds, quiet=True)
+    tr._upload_perm = True
+    uploads = []
+    real = tr._device_indices
+
+    def spy(step, idx):
+        before = tr._perm_dev
+        out = real(step, idx)
+        if tr._perm_dev is not before:
+            uploads.append(step)
+        assert torch.equal(out, idx)
+        return out
+
+    tr._device_indices = spy
+    ref.fit()
+    tr.fit()
+    assert uploads == [0, 4, 8]
+    _compare_states(ref.state_dict(), tr.state_dict())
+
+
+def test_dataset_is_not_read_again_after_construction():
+    ds = tiny_ds()
+    ref = LockstepTrainer(tiny_cfg(), ds, quiet=True)
+    got_ref = []
+    ref.fit(on_step=lambda t_, t, idx, views: got_ref.append(views.clone()), max_steps=3)
+    ds2 = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(), ds2, quiet=True)
+    assert tr.aug_gen.device == tr.device and tr.images.device == tr.device
+    ds2.images = ds2.images[:0]  # any per-step access to the dataset would now fail or change the views
+    ds2.labels = ds2.labels[:0]
+    got = []
+    tr.fit(on_step=lambda t_, t, idx, views: got.append(views.clone()), max_steps=3)
+    assert all(torch.equal(a, b) for a, b in zip(got, got_ref))
+
+
+def test_background_digest_equals_synchronous_and_bounds_pending(monkeypatch):
+    """The background (CUDA) digest path on CPU tensors: same chains, snapshot at consume time, bounded queue."""
+    import time as _time
+
+    import experiments.train as T
+    real = T._tensor_sha256
+
+    def slow(t):
+        _time.sleep(0.005)
+        return real(t)
+
+    monkeypatch.setattr(T, "_tensor_sha256", slow)
+    names = ("CL", "NSCL")
+    sync, bg = T.InputDigest(names), T.InputDigest(names, background=True, max_pending=2)
+    g = torch.Generator().manual_seed(0)
+    most = 0
+    for step in range(6):
+        idx = torch.randperm(10, generator=g)[:4]
+        x = torch.rand((8, 3, 4, 4), generator=g)
+        for d in (sync, bg):
+            d.new_step()
+            for n in names:
+                d.consume(n, idx, x)
+            most = max(most, len(bg._pending))
+        x.mul_(0.5)  # an in-place change after consume must not reach the background hash
+    assert most <= 2
+    assert bg.hexdigests() == sync.hexdigests() and bg.counts == sync.counts == {n: 6 for n in names}
+    assert sync.hashed == bg.hashed == 12
+    bg.close()
+
+
+def _amp_cpu(monkeypatch):
+    import experiments.train as T
+    monkeypatch.setattr(T, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+
+
+def test_bf16_autocast_path_on_cpu_keeps_losses_float32_and_close(monkeypatch):
+    ds = tiny_ds()
+    kw = dict(losses=("CL", "NSCL", "SCL", "CE"), bf16=True, channels_last=False)
+    ref = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)  # AMP_DEVICE_TYPES = ("cuda",): fp32 on the CPU
+    assert ref.autocast_dtype is None
+    ref.fit(max_steps=2)
+    _amp_cpu(monkeypatch)
+    probe = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    assert probe.autocast_dtype == torch.bfloat16
+    conv_dtypes = []
+    probe.models["CL"].backbone.features[0].register_forward_hook(lambda m, a, o: conv_dtypes.append(o.dtype))
+    x = probe.make_views(probe.batch_indices(0))
+    tg = probe._targets(probe.labels[probe.batch_indices(0)])
+    for name in probe.cfg.losses:
+        loss, _ = probe._loss(name, x, tg)
+        assert loss.dtype == torch.float32 and loss.requires_grad
+    assert conv_dtypes == [torch.bfloat16]  # the forward really ran in bf16
+    tr = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    tr.fit(max_steps=2)
+    for s in range(2):
+        for n in kw["losses"]:
+            assert tr.history[s]["loss"][n] == pytest.approx(ref.history[s]["loss"][n], rel=5e-3), (s, n)
+    for n in kw["losses"]:  # parameters stay float32 and move like the float32 run's
+        p_bf = torch.cat([p.detach().flatten() for p in tr.models[n].parameters()])
+        p_32 = torch.cat([p.detach().flatten() for p in ref.models[n].parameters()])
+        assert p_bf.dtype == torch.float32
+        assert (p_bf - p_32).norm() <= 0.02 * p_32.norm(), n
+
+
+def test_channels_last_path_on_cpu_matches_contiguous(monkeypatch):
+    ds = tiny_ds()
+    kw = dict(losses=("CL", "NSCL", "CE"), bf16=False, channels_last=True)
+    ref = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    assert ref.memory_format == torch.contiguous_format
+    ref_views = []
+    ref.fit(on_step=lambda t_, t, idx, views: ref_views.append(views), max_steps=3)
+    _amp_cpu(monkeypatch)
+    tr = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    assert tr.memory_format == torch.channels_last and tr.autocast_dtype is None
+    w = tr.models["CL"].backbone.features[0].weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    views_cl = []
+    tr.fit(on_step=lambda t_, t, idx, views: views_cl.append(views), max_steps=3)
+    for a, b in zip(views_cl, ref_views):
+        assert a.is_contiguous(memory_format=torch.channels_last) and torch.equal(a, b)
+    for s in range(3):  # step 0: only the layout differs; later steps: float32 rounding grows through training
+        for n in kw["losses"]:
+            tol = 1e-6 if s == 0 else 1e-4
+            assert tr.history[s]["loss"][n] == pytest.approx(ref.history[s]["loss"][n], rel=tol), (s, n)
+    for n in kw["losses"]:  # after 3 SGD steps the weights still agree to float32 noise amplified by training
+        p_cl = torch.cat([p.detach().flatten() for p in tr.models[n].parameters()])
+        p_ref = torch.cat([p.detach().flatten() for p in ref.models[n].parameters()])
+        assert (p_cl - p_ref).norm() <= 1e-3 * p_ref.norm(), n
+    one_cl = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    with monkeypatch.context() as mp:
+        mp.setattr("experiments.train.AMP_DEVICE_TYPES", ("cuda",))
+        one_ref = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
+    one_ref.fit(max_steps=1)
+    one_cl.fit(max_steps=1)
+    for n in kw["losses"]:  # one step: elementwise agreement to float32 rounding
+        for (k, p), q in zip(one_cl.models[n].named_parameters(), one_ref.models[n].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=f"{n}.{k}")
+    # the digest hashes logical (NCHW) bytes: the same inputs give the same digest in either layout
+    assert tr.manifest_dict()["input_digests"] == ref.manifest_dict()["input_digests"]
+
+
+def test_training_path_has_one_host_sync_per_step(monkeypatch):
+    """The CUDA-relevant property, checked on the CPU: in the main thread a step reads device values exactly once
+    (losses + invalid counts); augmentation (fixed order), masks, loss, LARS, clipping and the background digest
+    never call item / bool / nonzero / tolist / numpy. (On CUDA each of those would block on the device.)"""
+    import threading
+
+    from experiments.train import InputDigest
+    ds = tiny_ds()
+    tr = LockstepTrainer(tiny_cfg(losses=("CL", "DCL", "NSCL", "SCL", "CE"), optimizer="lars", grad_clip=1.0), ds,
+                         quiet=True)
+    tr.digest.close()
+    tr.digest = InputDigest(tr.cfg.losses, background=True)  # what the trainer uses on CUDA
+    tr.fit(max_steps=1)  # first step builds the batch-independent caches
+    reads = []
+
+    def guard(name, orig):
+        def f(*a, **k):
+            if threading.current_thread() is not threading.main_thread():
+                return orig(*a, **k)  # the digest worker may read host copies
+            if name in ("any", "all") and (len(a) > 1 or "dim" in k):
+                return orig(*a, **k)  # a reduction kept on the device
+            if name in ("tolist", "cpu"):
+                reads.append(name)
+                return orig(*a, **k)
+            raise AssertionError(f"host synchronisation via {name}")
+        return f
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero",
+                 "any", "all"):
+        monkeypatch.setattr(torch.Tensor, name, guard(name, getattr(torch.Tensor, name)))
+    monkeypatch.setattr(torch, "nonzero", guard("nonzero", torch.nonzero))
+    tr.fit(max_steps=4)
+    monkeypatch.undo()
+    assert reads == ["cpu", "tolist"] * 3
+    assert tr.digest.counts == {n: 4 for n in tr.cfg.losses}
+    tr.close()

@@ -377,24 +377,25 @@ def _moments_numpy(fn, X, Y, same, n, dx, dy, rows, dt, normalize, rownorms) -> 
             sq = float(nrm2.sum(dtype=np.float64))
         return ub, sq
 
+    def centred(src, buf, name, s, e, c, t):
+        """load(...) centred in place on c (the first row seen; returned), its column sums added to t."""
+        u, q = load(src, buf, name, s, e)
+        if c is None:
+            c = u[0].copy()
+        np.subtract(u, c, out=u)
+        t += u.sum(0, dtype=np.float64)
+        return u, q, c
+
     for s in range(0, n, rows):
         e = min(n, s + rows)
-        ux, q = load(X, bx, "X", s, e)
+        ux, q, cx = centred(X, bx, "X", s, e, cx, tx)
         sqx += q
-        if cx is None:
-            cx = ux[0].copy()
-        np.subtract(ux, cx, out=ux)
-        tx += ux.sum(0, dtype=np.float64)
         sxx = syrk(1.0, ux.T, beta=1.0, c=sxx, overwrite_c=1)  # ux.T is F-contiguous: no copy
         if same:
             uy, sqy, cy = ux, sqx, cx
         else:
-            uy, q = load(Y, by, "Y", s, e)
+            uy, q, cy = centred(Y, by, "Y", s, e, cy, ty)
             sqy += q
-            if cy is None:
-                cy = uy[0].copy()
-            np.subtract(uy, cy, out=uy)
-            ty += uy.sum(0, dtype=np.float64)
             syy = syrk(1.0, uy.T, beta=1.0, c=syy, overwrite_c=1)
             sxy = gemm(1.0, ux.T, uy.T, trans_b=1, beta=1.0, c=sxy, overwrite_c=1)
         if deb is not None:
