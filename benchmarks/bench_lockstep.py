@@ -5,7 +5,8 @@ trains K models on them; K separate runs each do all of that themselves. Each se
 training run (its own LockstepTrainer with one loss: own data pipeline, augmentation, digest) with the same
 settings; both sides train K x S model-steps. Throughput is counted in model-images per second (K models x B
 samples per step). Rounds are interleaved (lockstep, then the K separate runs) and the ratio is the median of the
-per-round ratios, so slow drifts of a shared machine's load hit both sides alike.
+per-round ratios, so slow drifts of a shared machine's load hit both sides alike. Both wall time and the process's
+CPU time are reported (with ``--threads 1`` the CPU time is the robust one on a shared machine).
 
 Breakdown (Amdahl): with ``a`` = shared per-step cost (indices, image gather + uint8 -> float + augmentation of both
 views, labels + loss masks, input digest) and ``m`` = per-model cost (forward + loss, backward, optimiser step),
@@ -60,12 +61,20 @@ def _load() -> str:
 
 def _timed_fit(trainer: LockstepTrainer, steps: int) -> float:
     """Seconds for the next ``steps`` steps of ``trainer``."""
+    return _timed_fit2(trainer, steps)[0]
+
+
+def _timed_fit2(trainer: LockstepTrainer, steps: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for the next ``steps`` steps of ``trainer``.
+
+    The CPU time of a one-thread CPU run does not count time the process waited for the core, so it is the robust
+    measure on a shared machine (other processes' cache / memory-bandwidth use still leaks in)."""
     dev = str(trainer.device)
     _sync(dev)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(max_steps=trainer.step + steps)
     _sync(dev)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _profile(trainer: LockstepTrainer, steps: int) -> dict:
@@ -159,13 +168,17 @@ def bench_cpu(args) -> list[dict]:
         seps = [LockstepTrainer(_config((n,), args, args.arch, B, "cpu", epochs), ds, quiet=True) for n in losses]
         for tr in [lock, *seps]:
             tr.fit(max_steps=W)
-        t_lock, t_sep, ratios = [], [], []
+        t_lock, t_sep, ratios, c_lock, c_sep, c_ratios = [], [], [], [], [], []
         for _ in range(R):
-            tl = _timed_fit(lock, S)
-            ts = sum(_timed_fit(tr, S) for tr in seps)
+            tl, cl = _timed_fit2(lock, S)
+            sep = [_timed_fit2(tr, S) for tr in seps]
+            ts, cs = sum(w for w, _ in sep), sum(c for _, c in sep)
             t_lock.append(tl)
             t_sep.append(ts)
             ratios.append(ts / tl)
+            c_lock.append(cl)
+            c_sep.append(cs)
+            c_ratios.append(cs / cl)
         prof = _profile(lock, args.profile_steps)
         views = _views_breakdown(lock, args.profile_steps)
         for tr in [lock, *seps]:
@@ -174,17 +187,28 @@ def bench_cpu(args) -> list[dict]:
         m = sum(prof[k] for k in MODEL_PHASES) / K
         bound = (a + m) / (a / K + m)
         tl, ts = statistics.median(t_lock), statistics.median(t_sep)
+        # Amdahl from CPU time: one-model step s1 = a + m (separate runs), lockstep step sK = a + K m
+        s1, sK = statistics.median(c_sep) / (K * S), statistics.median(c_lock) / S
+        m_cpu = (sK - s1) / (K - 1) if K > 1 else float("nan")
+        a_cpu = s1 - m_cpu
         work = K * S * B
         r = {"mode": "cpu", "preset": args.preset, "arch": cfg0.arch, "width": cfg0.width, "size": args.size, "K": K,
              "B": B, "steps": S, "repeats": R, "lockstep_img_s": work / tl, "separate_img_s": work / ts,
              "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
              "a_s": a, "m_s": m, "amdahl_bound": bound, "ratio_limit_1_plus_a_over_m": 1 + a / m,
+             "cpu_ratio": statistics.median(c_ratios), "cpu_ratio_min": min(c_ratios), "cpu_ratio_max": max(c_ratios),
+             "cpu_step_separate_s": s1, "cpu_step_lockstep_s": sK, "a_cpu_s": a_cpu, "m_cpu_s": m_cpu,
+             "amdahl_bound_cpu": (a_cpu + m_cpu) / (a_cpu / K + m_cpu) if K > 1 else 1.0,
              "phases_s": prof, "views_s": views, "threads": torch.get_num_threads(),
              "channels_last": args.cpu_channels_last, "load_before": load0, "load_after": _load()}
         rows.append(r)
         print(f"K={K}: lockstep {r['lockstep_img_s']:7.1f} img/s, separate {r['separate_img_s']:7.1f} img/s, "
               f"ratio {r['ratio']:.3f}x (rounds {r['ratio_min']:.3f}-{r['ratio_max']:.3f}); a = {1e3 * a:.1f} ms, "
               f"m = {1e3 * m:.1f} ms, Amdahl bound {bound:.3f}x; load {load0} -> {r['load_after']}", flush=True)
+        cpu_ab = "" if K == 1 else (f"; a = {1e3 * a_cpu:.1f} ms, m = {1e3 * m_cpu:.1f} ms, "
+                                    f"Amdahl bound {r['amdahl_bound_cpu']:.3f}x")
+        print(f"     CPU time: ratio {r['cpu_ratio']:.3f}x (rounds {r['cpu_ratio_min']:.3f}-{r['cpu_ratio_max']:.3f}), "
+              f"step {1e3 * s1:.1f} ms separate / {1e3 * sK:.1f} ms lockstep{cpu_ab}", flush=True)
         print("     per step (ms): " + " ".join(f"{k} {_ms(prof[k]).strip()}" for k in LockstepTrainer.TIMED_PHASES)
               + f" | views = gather {_ms(views['gather']).strip()} + uint8->float {_ms(views['to_float']).strip()}"
               f" + sample {_ms(views['sample_params']).strip()} + augment {_ms(views['augment']).strip()}"
