@@ -118,15 +118,21 @@ def main(argv: list[str] | None = None) -> int:
             t_build = t_nxn = None
             if n <= NXN_MAX:
                 t0 = time.perf_counter()
-                s1 = u @ u.T
-                s2 = v @ v.T
+                # Sigma = U U^T built in row blocks: one 20000 x 2048 @ 2048 x 20000 GEMM segfaults inside this
+                # machine's OpenBLAS (seen twice at line `u @ u.T`); blocks of 4096 rows do not.
+                s1 = np.empty((n, n))
+                s2 = np.empty((n, n))
+                for i in range(0, n, 4096):
+                    np.matmul(u[i:i + 4096], u.T, out=s1[i:i + 4096])
+                    np.matmul(v[i:i + 4096], v.T, out=s2[i:i + 4096])
                 t_build = time.perf_counter() - t0
                 tm2, _, out2 = best_times(
                     {"nxn": lambda: (cka_gram(s1, s2), rsa_gram(s1, s2))}, 1 if n > 5000 else repeat
                 )
                 t_nxn, (c2, r2) = tm2["nxn"], out2["nxn"]
                 diff = max(abs(c - c2), abs(r - r2))
-                del s1, s2
+                del s1, s2, tm2, out2  # two N x N float64 matrices: free them before the next size
+                gc.collect()
                 row += f"{t_build:8.3f} {t_nxn:8.3f} {(t_build + t_nxn) / t_feat:8.1f} {diff:8.1e}"
             else:
                 row += f"{'-':>8} {'-':>8} {'-':>8} {'-':>8}"
