@@ -605,10 +605,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.threads > 0:  # CLI process only (library code never changes the thread count)
             torch.set_num_threads(cfg.threads)
         setup = prepare(cfg)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # bad flag/value, missing or malformed dataset path
         print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
-    doc = run_experiment(cfg, setup)
+    from experiments.train import TrainingDiverged
+
+    try:
+        doc = run_experiment(cfg, setup)
+    except (ValueError, TrainingDiverged) as e:  # NaN loss, batch without negatives, ...: one line, no traceback
+        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
     if not cfg.quiet:
         print(format_table(doc))
         for n in doc["notes"]:

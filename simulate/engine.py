@@ -1011,7 +1011,14 @@ def load_checkpoint(out_dir: Path | str) -> dict:
     path = _ckpt_path(Path(out_dir))
     if not path.is_file():
         raise ValueError(f"no checkpoint to resume from: {path} does not exist")
-    return torch.load(path, weights_only=False)
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # truncated / overwritten / not a torch file: one line, nothing else touched
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({msg}); delete it or rerun without --resume") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} is corrupt: expected a dict of run state, got {type(state).__name__}")
+    return state
 
 
 def _dynamics(d: dict) -> dict:

@@ -179,6 +179,14 @@ def test_setup_errors_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "ref_train" in err[0]
 
 
+def test_missing_dataset_path_exits_2_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "no-such-dir"
+    rc = bve.main(["--dataset", "cifar10", "--data-root", str(missing), "--out", str(tmp_path / "z")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bound_vs_empirical: error:") and str(missing) in err[0]
+
+
 def test_frob_drift_matches_n_by_n():
     from experiments.measure import cosine_gram
 

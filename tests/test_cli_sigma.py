@@ -116,3 +116,16 @@ def test_checkpoint_every_is_atomic_and_resumable(tmp_path):
     assert (out / "checkpoint.pt").is_file() and not (out / "checkpoint.pt.tmp").exists()
     s = np.load(out / "sigma_cl.npy")
     assert s.shape == (48, 48)
+
+
+def test_corrupt_checkpoint_gives_one_line_and_keeps_results(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(TINY + ["--out", str(out), "--stop-after", "5", "--steps", "20"]) == 0
+    ck = out / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:100])  # truncated
+    before = (out / "steps.csv").read_text()
+    capsys.readouterr()
+    assert main(["--resume", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt or truncated" in err[0] and str(ck) in err[0]
+    assert (out / "steps.csv").read_text() == before  # nothing written over
