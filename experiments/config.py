@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
+from runio import dataclass_from_dict
 from theory.constants import check_delta, check_tau
 
 __all__ = ["RunConfig", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "config_from_dict"]
@@ -412,11 +413,7 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
     """RunConfig from a mapping of field names (one-line ValueError for unknown keys / bad values)."""
-    known = {f.name for f in fields(RunConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}")
-    return RunConfig(**d)
+    return dataclass_from_dict(RunConfig, d)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> RunConfig:

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from runio import git_state, package_versions
+from runio import dataclass_from_dict, git_state, package_versions
 from theory.constants import check_nonneg_float, check_positive_float, check_positive_int, check_tau
 from theory.losses import LOSS_KINDS, contrastive_loss, contrastive_masks, masked_contrastive_loss
 
@@ -222,11 +222,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def resolve_device(device: str) -> torch.device:

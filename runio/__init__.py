@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "dataclass_from_dict",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -285,3 +286,16 @@ def package_versions(*modules: str) -> dict[str, str | None]:
 def command_line() -> list[str]:
     """The command line of this process (a copy of ``sys.argv``)."""
     return list(sys.argv)
+
+
+def dataclass_from_dict(cls: type, d: Mapping[str, Any]) -> Any:
+    """``cls(**d)`` for a dataclass ``cls``, with a one-line ValueError naming any key it does not have."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(d) - names)
+    if bad:
+        keys = ", ".join(repr(k) for k in bad)
+        raise ValueError(f"unknown config key{'s' if len(bad) > 1 else ''} {keys} for {cls.__name__}; "
+                         f"expected a subset of {', '.join(sorted(names))}")
+    return cls(**d)

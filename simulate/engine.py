@@ -191,11 +191,7 @@ class SigmaConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SigmaConfig":
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(f"unknown config key(s) {', '.join(bad)}; expected a subset of {', '.join(sorted(names))}")
-        return cls(**d)
+        return runio.dataclass_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -187,3 +187,20 @@ def test_package_versions_and_command_line():
     assert v["json"] == json.__version__ and v["no_such_module_xyz"] is None
     cl = runio.command_line()
     assert cl == sys.argv and cl is not sys.argv
+
+
+def test_dataclass_from_dict_names_unknown_keys():
+    from dataclasses import dataclass
+
+    from runio import dataclass_from_dict
+
+    @dataclass
+    class Cfg:
+        a: int = 1
+        b: float = 2.0
+
+    assert dataclass_from_dict(Cfg, {"a": 3}) == Cfg(a=3)
+    with pytest.raises(ValueError, match=r"^unknown config key 'c' for Cfg; expected a subset of a, b$"):
+        dataclass_from_dict(Cfg, {"c": 1})
+    with pytest.raises(ValueError, match=r"unknown config keys 'c', 'd'"):
+        dataclass_from_dict(Cfg, {"c": 1, "d": 2})
