@@ -19,7 +19,6 @@ a missing file raises ``FileNotFoundError`` naming every path looked at.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
 from dataclasses import dataclass, field

@@ -21,7 +21,7 @@ import math
 from typing import Any, Iterable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 __all__ = [
     "LARS",

@@ -621,7 +621,6 @@ class CheckSuite:
     # -- report
     def _dynamic_note(self, cid: str) -> str:
         s = self.stats
-        n = max(1, s["steps"])
         if cid in ("L1", "L2", "L2_CL", "L3_batch"):
             return (f"{s['steps_with_dup_rows']}/{s['steps']} steps had anchors sharing a row"
                     + ("; symmetric Sigma couples every pair of anchor blocks" if self.symmetric else ""))

@@ -75,11 +75,9 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -240,7 +238,7 @@ def validate_config(cfg: SigmaConfig) -> None:
             raise ValueError("labels_path needs init_path (labels of loaded embeddings), got init_path=None")
     else:
         if cfg.labels_path is None:
-            raise ValueError(f"init_path needs labels_path (.npy of N labels), got labels_path=None")
+            raise ValueError("init_path needs labels_path (.npy of N labels), got labels_path=None")
     B = check_positive_int("batch_size", cfg.batch_size)
     if B < 2:
         raise ValueError(f"batch_size must be >= 2 (an anchor needs other batch samples), got batch_size={B}")

@@ -117,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "Thm. 1 and Cors. 1-2. Defaults are SigmaConfig's (shown below).",
         argument_default=argparse.SUPPRESS,
     )
-    a = p.add_argument
     g = p.add_argument_group("problem")
     g.add_argument("--n", type=int, help=f"reference samples N (default {_D.n})")
     g.add_argument("--classes", type=int, help=f"balanced classes C, N divisible by C (default {_D.classes})")

@@ -811,7 +811,7 @@ def rsa_gram(S1: Any, S2: Any, triangle: str = "upper") -> float:
         sa += _fsum(a)
         sb += _fsum(b)
     ma, mb = sa / m, sb / m
-    cab = caa = cbb = rdm_a = rdm_b = 0.0
+    cab = caa = cbb = 0.0
     for r0 in range(0, n, blk):
         r1 = min(n, r0 + blk)
         mask = _tri_mask(S1, r0, r1, n, triangle)
