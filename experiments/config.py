@@ -30,15 +30,17 @@ from typing import Any, Sequence
 
 from runio import dataclass_from_dict
 from theory.constants import check_delta, check_tau
+from theory.losses import LOSS_KINDS
+
+from .models import ARCHS
 
 __all__ = ["RunConfig", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "config_from_dict"]
 
-#: losses a model can be trained with (experiments.train.TRAIN_LOSSES)
-PAIR_LOSSES = ("CL", "DCL", "NSCL", "SCL", "CE")
+#: losses a model can be trained with (the same set as experiments.train.TRAIN_LOSSES)
+PAIR_LOSSES = LOSS_KINDS + ("CE",)
 #: self-supervised contrastive losses; the first present in ``losses`` is "the CL model" of the run
 CONTRASTIVE = ("CL", "DCL")
 DATASETS = ("synthetic", "fashion-mnist", "cifar10", "cifar100", "folder")
-ARCHS = ("mlp", "small_cnn", "resnet18", "resnet50")
 
 
 @dataclass
