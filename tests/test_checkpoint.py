@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from experiments.checkpoint import (
+from runio.checkpoint import (
     CHECKPOINT_MAGIC,
     TRAILER_SIZE,
     atomic_write,
