@@ -28,6 +28,10 @@ __all__ = [
     "check_positive_float",
     "check_nonneg_float",
     "check_eta_schedule",
+    "check_nonneg_int",
+    "check_bool",
+    "check_choice",
+    "exp_or_inf",
 ]
 
 
@@ -50,6 +54,40 @@ def check_positive_int(name: str, value: object) -> int:
     if int(value) < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {name}={_fmt(value)}")
     return int(value)
+
+
+def check_nonneg_int(name: str, value: object) -> int:
+    """Return ``value`` as int if it is an integer >= 0 (counts, seeds, "every k steps"), else a one-line
+    ValueError. The ONE validator for seeds and non-negative counts."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Integral, np.integer)) or int(value) < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={_fmt(value)}")
+    return int(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` as bool if it is a bool (not 0 / 1 / "yes"), else a one-line ValueError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {name}={_fmt(value)}")
+    return bool(value)
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> object:
+    """Return ``value`` if it is one of ``choices``, else a one-line ValueError listing them."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable / incomparable value
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {name}={_fmt(value)}")
+    return value
+
+
+def exp_or_inf(x: float) -> float:
+    """e^x, or +inf where it overflows a float64 (x > ~709.78): an overflowing bound is vacuous, not an error."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def check_positive_float(name: str, value: object) -> float:
@@ -133,7 +171,8 @@ def delta_c_delta(C: int, B: int, T: int, delta: float, tau: float) -> float:
     """Delta_{C,delta}(B; tau) = 2 e^{2/tau} (1/C + eps) / (1 - 1/C - eps), eps = eps_{B,delta}.
 
     Sec. 3 and App. D, Cor. 3 (Eq. 14: Z_pos / Z_neg <= Delta / 2). Undefined (ValueError) when
-    eps >= 1 - 1/C, as the paper assumes eps < 1 - 1/C.
+    eps >= 1 - 1/C, as the paper assumes eps < 1 - 1/C. For tau < 2/709.78 (about 0.0028) e^{2/tau}
+    overflows a float64: the result is +inf (every bound built on it is vacuous), not an OverflowError.
     """
     C = check_classes(C)
     tau = check_tau(tau)
@@ -144,4 +183,4 @@ def delta_c_delta(C: int, B: int, T: int, delta: float, tau: float) -> float:
             f"eps_b_delta={eps:.4g} >= 1 - 1/C={margin:.4g}: Delta_{{C,delta}} is undefined "
             f"(need larger B or smaller T*B/delta; B={B}, T={T}, delta={delta}, C={C})"
         )
-    return 2.0 * math.exp(2.0 / tau) * (1.0 / C + eps) / (margin - eps)
+    return 2.0 * exp_or_inf(2.0 / tau) * (1.0 / C + eps) / (margin - eps)

@@ -29,7 +29,7 @@ additive bias (0 on D_a, -inf off it) and a list of positives; ``contrastive_sof
 fused softmax pass (x = s/tau + bias), ``contrastive_grad_from_softmax`` the gradient (p - 1_P/|P|)/tau
 (optionally times a per-row scale), ``softmax_lse`` the logsumexp and ``class_split_from_softmax`` the Lemma 4 /
 Lemma 6 class masses, both without another exp pass. A bias of log(m) on a column makes the softmax count it m
-times (a multiset of identical keys: simulate/engine.py works on unique Sigma entries this way).
+times (a multiset of identical keys: simulate/step.py works on unique Sigma entries this way).
 
 Precision: half / bfloat16 inputs are computed in float32 (losses, ``p`` and gradients come back in float32);
 float32 / float64 inputs are computed in their own dtype. All functions are vectorised over anchors.
@@ -124,7 +124,7 @@ class PreparedMasks(NamedTuple):
     pos_rows, pos_cols, pos_w (P,): the positives of the VALID anchors (unique (row, column) pairs) and their
     weights (1/|P_a|, or count/|P_a| for a multiset of positives); valid (A,) bool; invalid_rows (I,) long
     (rows whose p and gradient are zero); n_pos, n_den (A,) long (sizes of P_a, D_a); pos_mask, den_mask the
-    (A, K) bool masks they came from (None when built from a batch's structure, e.g. by simulate/engine.py).
+    (A, K) bool masks they came from (None when built from a batch's structure, e.g. by simulate/layout.py).
     """
 
     pos_mask: Tensor | None
@@ -219,6 +219,8 @@ def _check_sim(sim: object) -> Tensor:
         raise ValueError(f"sim must have shape (A, K), got shape {tuple(sim.shape)}")
     if not sim.is_floating_point():
         raise ValueError(f"sim must be a floating-point tensor, got dtype={sim.dtype}")
+    if sim.shape[0] == 0 or sim.shape[1] == 0:
+        raise ValueError(f"sim must have at least one anchor row and one key column, got shape {tuple(sim.shape)}")
     return sim
 
 
@@ -421,8 +423,8 @@ def contrastive_loss(
                "batch" = (1/A) sum_a loss_a with loss_a = 0 for invalid anchors (the paper's 1/B batch loss
                          bar-ell_B when every anchor is valid and A = B);
                "sum"; "none" = the (A,) per-anchor losses (0 for invalid anchors).
-    Raises ValueError (one line) if no anchor is valid, e.g. NSCL on a batch of a single class.
-    With ``return_details=True`` returns (loss, PerAnchorLoss).
+    Raises ValueError (one line) if no anchor is valid, e.g. NSCL on a batch of a single class, if ``sim``
+    is empty (0 rows or 0 columns) or if the loss is not finite (a NaN / inf similarity). With ``return_details=True`` returns (loss, PerAnchorLoss).
 
     Shape: sim (A, K); anchor_ids (A,); key_ids (K,); anchor_labels (A,); key_labels (K,); self_mask (A, K).
     """
@@ -437,6 +439,11 @@ def contrastive_loss(
     if not bool(res.valid.any()):
         raise ValueError(_no_valid_message(kind, res, anchor_labels))
     out = _reduce(res.loss, res.valid, reduction)
+    if not bool(torch.isfinite(out.detach()).all()):  # a NaN / inf similarity: one line, never a NaN loss
+        bad = ~torch.isfinite(sim.detach())
+        raise ValueError(f"sim must be finite, got {int(bad.sum())} of {sim.numel()} entries NaN or inf "
+                         f"(first at {tuple(int(i) for i in bad.nonzero()[0])})" if bool(bad.any()) else
+                         f"{kind} loss is not finite (tau={tau!r} too small for these similarities?)")
     return (out, res) if return_details else out
 
 
