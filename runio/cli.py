@@ -33,7 +33,7 @@ from typing import Any, Iterable, NoReturn, Sequence
 from .config import load_config, norm_key
 
 __all__ = ["OneLineParser", "DefaultsFormatter", "one_line", "fail", "parse_with_config", "explicit_dests",
-           "record", "add_config_option"]
+           "record", "add_config_option", "comma_list"]
 
 
 def one_line(e: BaseException | str) -> str:
@@ -43,6 +43,19 @@ def one_line(e: BaseException | str) -> str:
         if ln.strip():
             return ln.strip()
     return type(e).__name__ if isinstance(e, BaseException) else "error"
+
+
+def comma_list(text: str, conv: Any = str, name: str = "value") -> list:
+    """``"0.1,0.5"`` -> ``[0.1, 0.5]`` (``conv`` per item, empty items skipped); one-line ValueError naming
+    ``name`` if an item does not convert or the list is empty."""
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise ValueError(f"{name} must be a non-empty comma list, got {name}={text!r}")
+    kind = {int: "integers", float: "numbers"}.get(conv, "values")
+    try:
+        return [conv(x) for x in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a comma list of {kind}, got {name}={text!r}") from None
 
 
 def fail(prog: str, e: BaseException | str, status: int = 2) -> int:

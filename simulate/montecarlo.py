@@ -27,7 +27,6 @@ Binomial(n, theta) conditioned on the sum. Steps are independent, so P(exists t)
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -35,7 +34,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from runio.cli import OneLineParser, comma_list, fail, parse_with_config
 from theory.constants import (
+    check_nonneg_int,
     check_classes,
     check_delta,
     check_positive_float,
@@ -446,17 +447,17 @@ def lemma5_worst_eps(
 # CLI
 
 
-def _int_list(s: str) -> list[int]:
-    return [int(x) for x in s.split(",") if x]
+def _int_list(s: str, name: str = "value") -> list[int]:
+    return comma_list(s, int, name)
 
 
-def _float_list(s: str) -> list[float]:
-    return [float(x) for x in s.split(",") if x]
+def _float_list(s: str, name: str = "value") -> list[float]:
+    return comma_list(s, float, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulate.montecarlo``: exact scan (+ optional Monte-Carlo) of Lemma 5 / Cor. 3."""
-    ap = argparse.ArgumentParser(prog="python -m simulate.montecarlo", description=main.__doc__)
+    ap = OneLineParser(prog="python -m simulate.montecarlo", description=main.__doc__)
     ap.add_argument("--classes", default="2,10,100")
     ap.add_argument("--batch-size", default="2,4,8,32,128")
     ap.add_argument("--steps", default="1,100")
@@ -469,11 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=0, help="Monte-Carlo trials per point (0: exact only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-violations", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_with_config(ap, argv)
     try:
-        kw = {"eps_values": _float_list(args.eps)} if args.eps else {"delta_values": _float_list(args.delta or "0.01,0.1")}
+        check_nonneg_int("trials", args.trials)
+        check_nonneg_int("seed", args.seed)
+        if args.N is not None:
+            check_positive_int("N", args.N)
+        kw = {"eps_values": _float_list(args.eps, "eps")} if args.eps else {"delta_values": _float_list(args.delta or "0.01,0.1", "delta")}
         rows = lemma5_scan(
-            _int_list(args.classes), _int_list(args.batch_size), _int_list(args.steps),
+            _int_list(args.classes, "classes"), _int_list(args.batch_size, "batch_size"), _int_list(args.steps, "steps"),
             anchor_slot=args.anchor_slot, replacement=not args.no_replacement, N=args.N, **kw,
         )  # fmt: skip
         rng = np.random.default_rng(args.seed)
@@ -494,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{p_mc:>10.3e} {r['bound_paper']:>10.3e} {r['ratio_exact']:>8.3g} {r['holds']}"
             )
     except ValueError as e:
-        ap.error(str(e))
+        return fail(ap.prog, e)
     return 0
 
 

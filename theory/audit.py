@@ -11,7 +11,6 @@ stated in the row.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -332,10 +331,13 @@ def format_table(rows: list[dict], cols: tuple[str, ...] = _COLS, max_width: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m theory.audit", description=__doc__.splitlines()[0])
+    # the CLI layer only (imported here so that the theory package itself never imports the run layer)
+    from runio.cli import OneLineParser, parse_with_config
+
+    parser = OneLineParser(prog="python -m theory.audit", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--full", action="store_true", help="do not truncate cells; include the claim column")
-    args = parser.parse_args(argv)
+    args = parse_with_config(parser, argv)
     rows = audit_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
