@@ -1,4 +1,4 @@
-"""Throughput of the coupled Sigma-space run (simulate/engine.py): steps/s with all per-step checks on and off,
+"""Throughput of the coupled Sigma-space run (simulate/step.py, run.py): steps/s with all per-step checks on and off,
 against a plain per-anchor python-loop implementation of the same step (ratio in the same run), and the memory
 floor of the step (a bare gather + scatter of the same index pattern on the same matrices).
 
@@ -28,20 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulate.checks import CheckSuite  # noqa: E402
-from simulate.engine import (  # noqa: E402
-    CoupledState,
-    RunContext,
-    SigmaConfig,
-    _bounds,
-    advance,
-    batch_items,
-    build_geometry,
-    draw_batch,
-    eta_values,
-    make_reference,
-    theory_constants,
-)
+from simulate.batches import batch_items, draw_batch  # noqa: E402
+from simulate.checkpoint import CoupledState  # noqa: E402
+from simulate.config import SigmaConfig, eta_values, theory_constants  # noqa: E402
+from simulate.layout import build_geometry  # noqa: E402
+from simulate.reference import make_reference  # noqa: E402
+from simulate.run import RunContext, _bounds, advance  # noqa: E402
+from simulate.tracker import CheckSuite  # noqa: E402
 from simulate.sigma_descent import tune_allocator  # noqa: E402
 from theory.losses import contrastive_grad, contrastive_masks  # noqa: E402
 

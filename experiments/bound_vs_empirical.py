@@ -145,12 +145,12 @@ class _Setup:
 # ----------------------------------------------------------------------------------------------------------
 # Sigma-space surrogate alongside the network (App. C)
 class _Surrogate:
-    """Coupled CL / NSCL Sigma-space descent (simulate.engine, Eq. 1) on the training set's items.
+    """Coupled CL / NSCL Sigma-space descent (simulate.step, Eq. 1) on the training set's items.
 
     Items: every training image j with two view slots v in {0, 1}: fixed augmentations drawn once
     (theory_seed); item (j, v) = 2 j + v. Sigma_0 = cosine Gram of the initial encoder's projections of the items
     (CL and NSCL start identical). Step t uses the trainer's batch indices and step size eta_t; the ordered pair
-    of view slots per batch position is drawn from its own generator (as simulate.engine.draw_batch). Anchors:
+    of view slots per batch position is drawn from its own generator (as simulate.batches.draw_batch). Anchors:
     the paper's B anchors, loss CL (positive in the denominator) vs NSCL, ordered Sigma coordinates.
     """
 
@@ -182,7 +182,8 @@ class _Surrogate:
         self.remainders: list[dict] = []
 
     def step(self, idx: Tensor, eta: float) -> None:
-        from simulate.engine import apply_step, build_geometry, compute_step
+        from simulate.layout import build_geometry
+        from simulate.step import apply_step, compute_step
 
         idx = idx.cpu()
         B = idx.shape[0]

@@ -20,9 +20,9 @@ items (j_u, a_u), (j_u, b_u), u = 1..B, minus the anchor's own key (self mask). 
 anchor's id (``ids="position"``: the element's own other view, the paper's single positive x'_i;
 ``ids="sample"``: every view of the same sample). A key that is the anchor's item itself (a duplicate
 element with the same slot) is the diagonal Sigma(i, i): a variable (``diag="free"``, default, as
-simulate/engine.py, which reads and updates Sigma[rows, keys] including such diagonal entries) or the
+simulate/step.py, which reads and updates Sigma[rows, keys] including such diagonal entries) or the
 constant 1 (``diag="fixed"``, cosine of an item with itself). These conventions (position ids, duplicates
-summed onto shared entries, symmetric update G + G^T - Diag G) are those of simulate/engine.py.
+summed onto shared entries, symmetric update G + G^T - Diag G) are those of simulate/step.py.
 
   sigma="ordered":   one variable per ordered pair (anchor item, key item) (Lemma 1's coordinates);
   sigma="symmetric": one variable per unordered pair; it fills both matrix entries (i,k), (k,i), so
@@ -38,7 +38,6 @@ Delta = 2 e^{2/tau} (1/C + eps)/(1 - 1/C - eps) with eps = ``eps`` (number), eps
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import sys
@@ -53,6 +52,8 @@ from scipy.optimize import minimize
 from tqdm import tqdm
 
 from runio import atomic_write, write_json
+from runio.cli import OneLineParser, comma_list, fail, parse_with_config, record
+from runio.outdir import OutDirLock
 from theory.constants import (
     check_classes,
     check_delta,
@@ -810,7 +811,7 @@ def _list(s: str, conv=str) -> list:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulate.adversarial``: maximise LHS/RHS of Lemmas 2, 3, 6, 8 over bounded similarities."""
-    ap = argparse.ArgumentParser(prog="python -m simulate.adversarial", description=main.__doc__)
+    ap = OneLineParser(prog="python -m simulate.adversarial", description=main.__doc__)
     ap.add_argument("--claims", default="L2,L3,L6,L8")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--classes", type=int, default=2)
@@ -827,19 +828,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/adversarial", help="output folder (adversarial.json, adversarial.npz); '': none")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_with_config(ap, argv)
+    lock = None
     try:
-        eps = args.eps if args.eps == "auto" else float(args.eps)
+        eps = args.eps if args.eps == "auto" else comma_list(args.eps, float, "eps")[0]
+        out_dir = Path(args.out) if args.out else None
+        if out_dir is not None:  # checked and locked before the search; nothing is left if it fails
+            lock = OutDirLock(out_dir).acquire()
         t0 = time.time()
         res = run_adversarial(
-            claims=_list(args.claims), B=args.batch_size, C=args.classes, taus=_list(args.tau, float),
+            claims=_list(args.claims), B=args.batch_size, C=args.classes, taus=comma_list(args.tau, float, "tau"),
             compositions=_list(args.compositions), sigmas=_list(args.sigma), sym_grad=args.sym_grad,
             ids=args.ids, diag=args.diag, eps=eps, delta=args.delta, steps=args.steps,
-            restarts=args.restarts, seed=args.seed, out_dir=Path(args.out) if args.out else None,
-            quiet=args.quiet,
+            restarts=args.restarts, seed=args.seed, out_dir=out_dir, quiet=args.quiet,
         )  # fmt: skip
+        if out_dir is not None:  # the run record: python -m simulate.adversarial --config OUT/config.json
+            write_json(out_dir / "config.json", record(args, exclude=("config", "out", "quiet"),
+                                                       command_line=["python -m simulate.adversarial", *(argv or [])]))
     except ValueError as e:
-        ap.error(str(e))
+        return fail(ap.prog, e)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"{'claim':<11}| {'max ratio':>10} | {'at':<46} | holds")
     for s in summarize(res):
         holds = "n/a" if s["holds"] is None else s["holds"]

@@ -1,6 +1,6 @@
 """Figures of a Sigma-space run: drift vs the Thm. 1 bounds, and CKA / RSA vs the Cor. 1-2 certificates.
 
-Reads a run directory (steps.csv, evals.csv written by ``simulate.engine.run_sigma_descent``) and writes
+Reads a run directory (steps.csv, evals.csv written by ``simulate.run.run_sigma_descent``) and writes
 PNG + PDF with the project style ``simulate/style.mplstyle`` (``STYLE``; one style for all figures).
 """
 

@@ -8,7 +8,7 @@ Writes config.json, steps.csv, evals.csv, checks.json, counterexamples/*.npz, si
 sigma_cl.npy / sigma_ns.npy with --save-sigma) into --out, and prints the verdict table. Option values are
 taken from the dataclass defaults, then --config FILE.json, then the flags given on the command line.
 Bad values exit with status 2 and one line on stderr; so does a NaN / inf (naming the step, after
-writing what was computed). See simulate/engine.py for the modelling choices.
+writing what was computed). See simulate/config.py for the modelling choices.
 
 Default regime (SigmaConfig defaults) and why
 ---------------------------------------------
@@ -57,17 +57,9 @@ from pathlib import Path
 
 import runio
 
-from .engine import (
-    DEFAULT_ETA,
-    PROJECTIONS,
-    SIGMA_MODES,
-    VIEWS,
-    SigmaConfig,
-    derive_seeds,
-    load_checkpoint,
-    run_sigma_descent,
-    validate_config,
-)
+from .checkpoint import load_checkpoint
+from .config import DEFAULT_ETA, PROJECTIONS, SIGMA_MODES, VIEWS, SigmaConfig, derive_seeds, validate_config
+from .run import run_sigma_descent
 
 __all__ = ["build_parser", "config_from_args", "default_threads", "main", "tune_allocator"]
 
@@ -129,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"constant | cosine | path/to/eta.npy with T step sizes (default {_D.eta_schedule})")
     g.add_argument("--steps", type=int, help=f"T steps (horizon of Delta_(C,delta)) (default {_D.steps})")
     g.add_argument("--delta", type=float, help=f"confidence delta in (0, 1) (default {_D.delta})")
-    g = p.add_argument_group("modelling options (see simulate/engine.py)")
+    g = p.add_argument_group("modelling options (see simulate/config.py)")
     g.add_argument("--views", choices=VIEWS,
                    help=f"slots: V distinct view items per sample; identity: x' = x (positive = diagonal) (default {_D.views})")
     g.add_argument("--view-slots", type=int, dest="view_slots", help=f"V with --views slots (default {_D.view_slots})")
@@ -217,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = bool(getattr(ns, "quiet", False))
     try:
         if getattr(ns, "compare", None):
-            from .checks import compare_checks
+            from .report import compare_checks
 
             print(compare_checks(ns.compare))
             return 0

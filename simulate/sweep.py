@@ -3,7 +3,7 @@
 Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 4.1 / App. D.
 
 Every grid point of (classes C, temperature tau, batch size B, step size eta, seed) is one
-``simulate.engine.run_sigma_descent`` run with a small config (N = n_per_class * C reference samples, T steps);
+``simulate.run.run_sigma_descent`` run with a small config (N = n_per_class * C reference samples, T steps);
 runs execute in a process pool (``jobs`` workers, one torch thread each). ``sweep.csv`` gets one row per run:
 the options, the final drift ||Sigma_T^CL - Sigma_T^NSCL||_F, the Thm. 1 bound (Eq. 2 and its exact unrolled
 form) and drift / bound, the actual CKA / RSA, the paper (Cors. 1-2) and sharper certificates, and every
@@ -103,12 +103,12 @@ def make_tasks(
 ) -> list[dict]:
     """One task per grid point: {"run_id", "axes": {...}, "config": SigmaConfig fields}.
 
-    The seed gives (init_seed, batch_seed, aug_seed) via ``engine.derive_seeds``; ``base`` holds the fixed
+    The seed gives (init_seed, batch_seed, aug_seed) via ``simulate.config.derive_seeds``; ``base`` holds the fixed
     SigmaConfig fields (steps, delta, sigma, ...). Every config is validated (ValueError, one line).
     """
     from theory.constants import check_positive_int
 
-    from .engine import SigmaConfig, derive_seeds, validate_config
+    from .config import SigmaConfig, derive_seeds, validate_config
 
     n_per_class = check_positive_int("n_per_class", n_per_class)
     base = dict(base or {})
@@ -146,7 +146,8 @@ def _worker_init() -> None:
 
 def run_one(task: dict, runs_dir: str | None) -> dict:
     """Run one grid point and return its CSV row (never raises for a diverging run: ``aborted`` is set)."""
-    from .engine import NonFiniteError, SigmaConfig, run_sigma_descent
+    from .config import NonFiniteError, SigmaConfig
+    from .run import run_sigma_descent
 
     cfg = SigmaConfig.from_dict(task["config"])
     out = None if runs_dir is None else Path(runs_dir) / task["run_id"]
@@ -359,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--batch-size", default="16")
     g.add_argument("--eta", default="2.0")
     g.add_argument("--seeds", default="0")
-    g = ap.add_argument_group("fixed options (SigmaConfig fields; see simulate/engine.py)")
+    g = ap.add_argument_group("fixed options (SigmaConfig fields; see simulate/config.py)")
     g.add_argument("--n-per-class", type=int, default=10, help="reference samples per class (N = n_per_class * C)")
     g.add_argument("--steps", type=int, default=100)
     g.add_argument("--delta", type=float, default=0.05)

@@ -46,8 +46,8 @@ def test_step_and_hessian_match_autograd(comp, sigma, sym_grad, diag):
 @pytest.mark.parametrize("comp", ["distinct", "duplicates", "dup-flip", "random"])
 @pytest.mark.parametrize("sigma", ["ordered", "symmetric"])
 def test_step_equals_engine_sigma_gradient(comp, sigma):
-    """Same conventions as simulate/engine.py: G on the touched block (duplicates summed, G + G^T - Diag G)."""
-    from simulate.engine import build_geometry
+    """Same conventions as simulate/step.py: G on the touched block (duplicates summed, G + G^T - Diag G)."""
+    from simulate.layout import build_geometry
 
     batch = make_batch(comp, 4, 2, np.random.default_rng(5))
     prob = build_problem(batch, sigma=sigma)  # diag="free", ids="position": the engine's conventions

@@ -1,4 +1,4 @@
-"""Per-step claim checks (simulate/checks.py): every LHS against an independent computation (loops, autograd)."""
+"""Per-step claim checks (simulate/claims.py, tracker.py, certificates.py, report.py): every LHS against an independent computation (loops, autograd)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from simulate.checks import (
-    CLAIMS,
-    CheckSuite,
-    ClaimTracker,
-    _eval,
-    _ratio_le,
-    certificates,
-    compare_checks,
-    format_verdict_table,
-    reproduce_counterexample,
-    step_claims,
-    upper_std,
-)
-from simulate.engine import Batch, SigmaConfig, batch_items, build_geometry, compute_step, run_sigma_descent, theory_constants
+from simulate.certificates import certificates, upper_std
+from simulate.claims import CLAIMS, _eval, _ratio_le, reproduce_counterexample, step_claims
+from simulate.report import compare_checks, format_verdict_table
+from simulate.tracker import CheckSuite, ClaimTracker
+from simulate.batches import Batch, batch_items
+from simulate.config import SigmaConfig, theory_constants
+from simulate.layout import build_geometry
+from simulate.run import run_sigma_descent
+from simulate.step import compute_step
 from theory.bounds import cka_ratio_measured, rsa_ratio_measured
 
 TAU = 0.5

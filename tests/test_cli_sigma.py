@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulate.engine import derive_seeds
+from simulate.config import derive_seeds
 from simulate.sigma_descent import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Sigma-space engine (simulate/engine.py) against a slow per-anchor reference of Eq. 1."""
+"""Sigma-space engine (simulate/step.py, layout.py, run.py) against a slow per-anchor reference of Eq. 1."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import simulate.engine as eng
-from simulate.engine import (
-    SigmaConfig,
-    batch_items,
-    build_geometry,
-    compute_step,
-    draw_batch,
-    eta_values,
-    full_drift,
-    make_reference,
-    run_sigma_descent,
-    validate_config,
-)
+import simulate.run as run_module
+from simulate.batches import batch_items, draw_batch
+from simulate.config import NonFiniteError, SigmaConfig, eta_values, theory_constants, validate_config
+from simulate.layout import build_geometry
+from simulate.reference import make_reference
+from simulate.run import run_sigma_descent
+from simulate.step import compute_step, full_drift
 
 
 def tiny(**kw) -> SigmaConfig:
@@ -134,14 +128,14 @@ def test_reference_case_has_duplicates_and_invalid_nscl():
 def test_shared_randomness(monkeypatch):
     """One batch (samples + view pairs) per step, used by BOTH runs, reproducible from the seeds."""
     calls = []
-    orig = eng.draw_batch
+    orig = run_module.draw_batch
 
     def spy(*a, **k):
         b = orig(*a, **k)
         calls.append(b)
         return b
 
-    monkeypatch.setattr(eng, "draw_batch", spy)
+    monkeypatch.setattr(run_module, "draw_batch", spy)
     cfg = tiny(steps=5, classes=2, n=8, batch_size=3)
     res = run_sigma_descent(cfg, None, quiet=True)
     assert len(calls) == cfg.steps
@@ -263,7 +257,7 @@ def test_eta_schedules(tmp_path):
 
 def test_nonfinite_names_step_and_writes_outputs(tmp_path):
     cfg = tiny(eta=1e308, steps=5, checks=True)
-    with pytest.raises(eng.NonFiniteError, match=r"non-finite .* step [0-9]+"):
+    with pytest.raises(NonFiniteError, match=r"non-finite .* step [0-9]+"):
         run_sigma_descent(cfg, tmp_path, quiet=True)
     assert (tmp_path / "config.json").is_file() and (tmp_path / "checks.json").is_file()
     assert (tmp_path / "steps.csv").is_file()
@@ -342,6 +336,6 @@ def test_defaults_keep_sigma_in_the_box_and_legacy_regime_by_flags():
     assert (d.project, d.n, d.classes, d.batch_size, d.tau, d.eta, d.steps) == ("clip", 1000, 100, 512, 2.0, 16.0, 200)
     assert d.n % d.classes == 0
     # the default regime's certificate is non-vacuous (Delta < inf, Thm 1 exponent moderate)
-    c = eng.theory_constants(d.classes, d.batch_size, d.steps, d.delta, d.tau)
+    c = theory_constants(d.classes, d.batch_size, d.steps, d.delta, d.tau)
     assert 0.5 < c["Delta"] < 1.0
     assert d.eta * d.steps * c["lipschitz"] < 1.0

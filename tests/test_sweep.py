@@ -37,7 +37,8 @@ def test_make_tasks_ids_and_validation():
 
 
 def test_run_one_row_matches_engine():
-    from simulate.engine import SigmaConfig, run_sigma_descent
+    from simulate.config import SigmaConfig
+    from simulate.run import run_sigma_descent
 
     (task,) = make_tasks([2], [1.0], [32], [1.0], [0], n_per_class=8, base=TINY)
     row = run_one(task, None)

@@ -1,0 +1,321 @@
+"""Index bookkeeping of one batch on Sigma: touched block, masks, multiset softmax preparation, scatter.
+
+Item (j, v) = j V + v. Given a batch (simulate/batches.py):
+
+  * anchors: rows r_s = (j_s, a_s), s = 1..B (B anchors, as the paper's batch loss, 1/B);
+    keys: the 2B items (j_u, a_u), (j_u, b_u), u = 1..B; key id = batch position u, key label = y_{j_u};
+    the anchor's own key (column s) is self-masked; its positive is the other view (j_s, b_s) (same id).
+    A duplicate draw of the same sample at u != s is a same-class key with a different id (never a
+    positive): it sits in the CL denominator and is removed from the NSCL one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+from theory.losses import PreparedMasks
+
+
+class Geometry:
+    """Index bookkeeping of one step (shared by both runs and the checks).
+
+    rows (B,) anchor items; cols (2B,) key items; ur (R,) / uc (K,) sorted unique rows / cols with inverse maps
+    row_inv (B,), col_inv (2B,); the rows are a subset of the cols (the anchor is its own self-masked key).
+    The touched block is Sigma[block_rows][:, uc]: block_rows = ur (ordered) or uc (symmetric: the update
+    G + G^T also touches the transpose). anchor_block_row (B,) = row of each anchor within the block;
+    lin (R K,) = flat indices of the block in the (M, M) matrix; flat_rc (2 B^2,) = flat index of each (anchor,
+    key) logit within the block (its gather index and its scatter index).
+
+    Computed on first use (cached): the block-level data of the hot path (own_c, cnt, n_r, row_scale, lab_r,
+    lab_c, other_blk_f, lone_own, and the multiset PreparedMasks bprep_cl / bprep_ns of the (R, K) anchor rows);
+    the (B, 2B) bool masks of theory.losses.contrastive_masks (same_class, pos_cl, den_cl, pos_ns, den_ns) and
+    their PreparedMasks (prep_cl, prep_ns); the coalescing plan of the (B, 2B) scatter (ordered Sigma).
+    """
+
+    def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
+                 key_labels: Tensor, ur: Tensor, row_inv: Tensor, uc: Tensor, col_inv: Tensor):
+        self.B, self.M, self.symmetric = int(B), int(M), bool(symmetric)
+        self.rows, self.cols = rows, cols
+        self.anchor_labels, self.key_labels = anchor_labels, key_labels
+        self.ur, self.row_inv, self.uc, self.col_inv = ur, row_inv, uc, col_inv
+        if symmetric:
+            self.block_rows = uc
+            self.anchor_block_row = col_inv[:B]  # the anchor item is key s
+        else:
+            self.block_rows = ur
+            self.anchor_block_row = row_inv
+        self.lin = (self.block_rows[:, None] * M + uc[None, :]).reshape(-1)
+
+    @functools.cached_property
+    def flat_rc(self) -> Tensor:
+        """(2 B^2,) flat index of each (anchor, key) logit within the block."""
+        return (self.anchor_block_row[:, None] * int(self.uc.shape[0]) + self.col_inv[None, :]).reshape(-1)
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        return int(self.block_rows.shape[0]), int(self.uc.shape[0])
+
+    # -- masks (theory.losses conventions: key k < B is anchor k itself, key B + s its positive; ids = positions)
+    @functools.cached_property
+    def _ar(self) -> Tensor:
+        return torch.arange(self.B)
+
+    @functools.cached_property
+    def same_class(self) -> Tensor:
+        """(B, 2B) bool: key has the anchor's label (the anchor itself included)."""
+        return self.anchor_labels[:, None] == self.key_labels[None, :]
+
+    @functools.cached_property
+    def pos_cl(self) -> Tensor:
+        """(B, 2B) bool: the positive key B + s of anchor s (same id, not the anchor itself); CL and NSCL."""
+        pos = torch.zeros(self.B, 2 * self.B, dtype=torch.bool)
+        pos[self._ar, self.B + self._ar] = True
+        return pos
+
+    @property
+    def pos_ns(self) -> Tensor:
+        return self.pos_cl
+
+    @functools.cached_property
+    def den_cl(self) -> Tensor:
+        """(B, 2B) bool: every key but the anchor itself (the paper's CL denominator)."""
+        den = torch.ones(self.B, 2 * self.B, dtype=torch.bool)
+        den[self._ar, self._ar] = False
+        return den
+
+    @functools.cached_property
+    def den_ns(self) -> Tensor:
+        """(B, 2B) bool: keys with a different label (NSCL denominator, Sec. 3)."""
+        return ~self.same_class
+
+    @functools.cached_property
+    def prep_cl(self) -> PreparedMasks:
+        """PreparedMasks of (pos_cl, den_cl), built from the structure (equal to theory.losses.prepare_masks)."""
+        B, ar = self.B, self._ar
+        bias = torch.zeros(B, 2 * B, dtype=torch.float64)
+        bias[ar, ar] = -math.inf
+        ones = torch.ones(B, dtype=torch.float64)
+        n_den = torch.full((B,), 2 * B - 1, dtype=torch.long)
+        return PreparedMasks(self.pos_cl, self.den_cl, bias, ar, B + ar, ones, torch.ones(B, dtype=torch.bool),
+                             ar[:0], torch.ones(B, dtype=torch.long), n_den)
+
+    @functools.cached_property
+    def prep_ns(self) -> PreparedMasks:
+        """PreparedMasks of (pos_ns, den_ns); anchors without a negative are invalid (zero rows)."""
+        B, ar = self.B, self._ar
+        bias = torch.zeros(B, 2 * B, dtype=torch.float64).masked_fill_(self.same_class, -math.inf)
+        n_den = 2 * B - self.same_class.sum(dim=1)
+        valid = n_den > 0
+        keep = ar[valid]
+        return PreparedMasks(self.pos_ns, self.den_ns, bias, keep, B + keep, torch.ones(keep.shape[0], dtype=torch.float64),
+                             valid, ar[~valid], torch.ones(B, dtype=torch.long), n_den)
+
+    # -- the step on the block (the hot path): one softmax row per unique anchor row over the unique key columns.
+    # Anchor s on row r reads the keys of its denominator D_s; a column c holding m keys of D_s enters its
+    # softmax m times, so the per-key softmax over D_s is the softmax of x_rc + log m(r, c) over the columns
+    # (anchors sharing a row share D, as cols[s] = rows[s]). The anchors of row r add up to the block gradient
+    # U[r] = (1/(B tau)) (n_r p_r - sum_{s on r} e_{pos(s)}) = (n_r / B) (p_r - pos_r/|P_r|)/tau.
+    @property
+    def R(self) -> int:
+        return int(self.ur.shape[0])
+
+    @property
+    def K(self) -> int:
+        return int(self.uc.shape[0])
+
+    @functools.cached_property
+    def own_c(self) -> Tensor:
+        """(R,) column (within uc) of each anchor row's own item."""
+        return torch.searchsorted(self.uc, self.ur)
+
+    @functools.cached_property
+    def cnt(self) -> Tensor:
+        """(K,) number of keys on each unique column."""
+        return torch.bincount(self.col_inv, minlength=self.K)
+
+    @functools.cached_property
+    def n_r(self) -> Tensor:
+        """(R,) number of anchors on each unique row."""
+        return torch.bincount(self.row_inv, minlength=self.R)
+
+    @functools.cached_property
+    def row_scale(self) -> Tensor:
+        """(R,) n_r / B: the weight of a row's softmax in the batch gradient."""
+        return self.n_r.to(torch.float64) / self.B
+
+    @functools.cached_property
+    def lab_r(self) -> Tensor:
+        return torch.zeros(self.R, dtype=self.anchor_labels.dtype).scatter_(0, self.row_inv, self.anchor_labels)
+
+    @functools.cached_property
+    def lab_c(self) -> Tensor:
+        return torch.zeros(self.K, dtype=self.key_labels.dtype).scatter_(0, self.col_inv, self.key_labels)
+
+    @functools.cached_property
+    def same_count(self) -> Tensor:
+        """(B,) number of batch positions u with the anchor's label (the anchor itself included)."""
+        _, inv, counts = torch.unique(self.anchor_labels, return_inverse=True, return_counts=True)
+        return counts[inv]
+
+    @functools.cached_property
+    def other_blk_f(self) -> Tensor:
+        """(R, K) float64: 1 where the column item's label differs from the row's (the NSCL-read entries)."""
+        lr, lc = self.lab_r.to(torch.float64), self.lab_c.to(torch.float64)
+        return (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
+
+    @functools.cached_property
+    def lone_own(self) -> Tensor:
+        """(L,) flat (R, K) indices of the entries (r, own column) that no key of D_s reaches (only the self
+        key sits there): outside every denominator of the row."""
+        lone = self.cnt[self.own_c] == 1
+        return (torch.arange(self.R) * self.K + self.own_c)[lone]
+
+    @functools.cached_property
+    def _logcnt(self) -> Tensor:
+        return torch.log(self.cnt.to(torch.float64))
+
+    @functools.cached_property
+    def _pos_unique(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Unique (row, column) positives of the anchors, with the weights count / n_r."""
+        K = self.K
+        uk, counts = torch.unique(self.row_inv * K + self.col_inv[self.B:], return_counts=True)
+        pr = uk // K
+        return pr, uk % K, counts.to(torch.float64) / self.n_r[pr].to(torch.float64)
+
+    def _block_positives(self, valid_rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The positives on valid rows (all anchors of a row share its validity)."""
+        pr, pc, w = self._pos_unique
+        if bool(valid_rows.all()):
+            return pr, pc, w
+        keep = valid_rows[pr]
+        return pr[keep], pc[keep], w[keep]
+
+    @functools.cached_property
+    def bprep_cl(self) -> PreparedMasks:
+        """Block PreparedMasks of CL: bias log m(r, c) with m = cnt(c), minus 1 on the row's own column."""
+        R, K = self.R, self.K
+        bias = self._logcnt.expand(R, K).clone()
+        bias.view(-1)[torch.arange(R) * K + self.own_c] = torch.log((self.cnt[self.own_c] - 1).to(torch.float64))
+        valid = torch.ones(R, dtype=torch.bool)
+        pr, pc, w = self._block_positives(valid)
+        n_den = torch.full((R,), 2 * self.B - 1, dtype=torch.long)
+        return PreparedMasks(None, None, bias, pr, pc, w, valid, pr[:0], self.n_r, n_den)
+
+    @functools.cached_property
+    def bprep_ns(self) -> PreparedMasks:
+        """Block PreparedMasks of NSCL: bias log cnt(c) on other-label columns, -inf elsewhere; rows without
+        an other-label key are invalid (their anchors have no negative: zero gradient)."""
+        R = self.R
+        # log cnt - (1/other - 1): 1/1 - 1 = 0 and 1/0 - 1 = inf, so the bias is exactly log cnt or -inf
+        bias = torch.sub(self._logcnt[None, :], torch.reciprocal(self.other_blk_f).sub_(1.0))
+        n_neg = 2 * (self.B - self.same_count)  # (B,) keys with another label
+        n_den = torch.zeros(R, dtype=torch.long).scatter_(0, self.row_inv, n_neg)
+        valid = n_den > 0
+        pr, pc, w = self._block_positives(valid)
+        return PreparedMasks(None, None, bias, pr, pc, w, valid, (~valid).nonzero().squeeze(1), self.n_r, n_den)
+
+    def logit_rows(self, blk: Tensor) -> Tensor:
+        """(R, K) logits of the unique anchor rows: the block itself (ordered) or its anchor rows (symmetric)."""
+        return blk.index_select(0, self.own_c) if self.symmetric else blk
+
+    def rows_to_block(self, U_rows: Tensor) -> Tensor:
+        """Block gradient from the (R, K) anchor-row gradient (symmetric: embedded and symmetrised)."""
+        if not self.symmetric:
+            return U_rows
+        out = torch.zeros(self.block_shape, dtype=U_rows.dtype).index_copy_(0, self.own_c, U_rows)
+        return self._symmetrise(out)
+
+    # -- scatter (B, 2B) -> block
+    @functools.cached_property
+    def _plan(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Ordered Sigma: (rep, src, dst). Every block entry (r, c) takes the logit (first anchor of row r, first
+        key of column c) (rep) and then adds the other (anchor, key) pairs on it (src -> dst; a fixed order).
+        None in symmetric mode (rows without anchors: plain index_add_)."""
+        if self.symmetric:
+            return None
+        B, R, K = self.B, int(self.ur.shape[0]), int(self.uc.shape[0])
+        ar, ak = self._ar, torch.arange(2 * B)
+        first_s = torch.full((R,), B, dtype=torch.long).scatter_reduce_(0, self.row_inv, ar, "amin")
+        first_k = torch.full((K,), 2 * B, dtype=torch.long).scatter_reduce_(0, self.col_inv, ak, "amin")
+        rep = (first_s[:, None] * (2 * B) + first_k[None, :]).reshape(-1)
+        is_first_s = first_s[self.row_inv] == ar
+        dup_s = (~is_first_s).nonzero().squeeze(1)
+        one_s = is_first_s.nonzero().squeeze(1)
+        dup_k = (first_k[self.col_inv] != ak).nonzero().squeeze(1)
+        src = torch.cat([(dup_s[:, None] * (2 * B) + ak[None, :]).reshape(-1),
+                         (one_s[:, None] * (2 * B) + dup_k[None, :]).reshape(-1)])
+        return rep, src, self.flat_rc[src]
+
+    def _symmetrise(self, out: Tensor) -> Tensor:
+        return out + out.T - torch.diag_embed(torch.diagonal(out)) if self.symmetric else out
+
+    def scatter_sum(self, g: Tensor) -> Tensor:
+        """Sum of the (B, 2B) entries of g onto their block entries (duplicates summed; = index_put_ with
+        accumulate=True), no scaling, no symmetrisation. Shape: (B, 2B) -> block_shape."""
+        R, K = self.block_shape
+        gf = g.reshape(-1)
+        plan = self._plan
+        if plan is None:
+            return torch.zeros(R * K, dtype=g.dtype).index_add_(0, self.flat_rc, gf).view(R, K)
+        rep, src, dst = plan
+        out = gf.index_select(0, rep)
+        if src.numel():
+            out.index_add_(0, dst, gf.index_select(0, src))
+        return out.view(R, K)
+
+    def coalesce_cols(self, g: Tensor) -> Tensor:
+        """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
+        K = self.uc.shape[0]
+        idx = (torch.arange(g.shape[0])[:, None] * K + self.col_inv[None, :]).reshape(-1)
+        return torch.zeros(g.shape[0] * K, dtype=g.dtype).index_add_(0, idx, g.reshape(-1)).view(-1, K)
+
+    def to_block(self, gc: Tensor, scale: float) -> Tensor:
+        """Sigma-space matrix on the touched block: scale * sum of the anchors' coalesced rows, symmetrised
+        (X + X^T - Diag X) in symmetric mode. Shape: (B, K) -> block_shape."""
+        R, K = self.block_shape
+        idx = (self.anchor_block_row[:, None] * K + torch.arange(K)[None, :]).reshape(-1)
+        out = torch.zeros(R * K, dtype=gc.dtype).index_add_(0, idx, gc.reshape(-1)).view(R, K)
+        if scale != 1.0:
+            out.mul_(scale)
+        return self._symmetrise(out)
+
+    def sigma_grad(self, g: Tensor) -> Tensor:
+        """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients: the (B, 2B) entries summed
+        onto the unique touched entries (``scatter_sum``), times 1/B, symmetrised in symmetric mode. -> block."""
+        out = self.scatter_sum(g)
+        out.mul_(1.0 / self.B)
+        return self._symmetrise(out)
+
+    def gather_block(self, sigma: Tensor) -> Tensor:
+        """Sigma on the touched block (a copy; one flat gather). Shape: (M, M) -> block_shape."""
+        return sigma.view(-1).index_select(0, self.lin).view(self.block_shape)
+
+    def block_sim(self, blk: Tensor) -> Tensor:
+        """(B, 2B) logits of the batch (anchor s, key k) from the block."""
+        return blk.reshape(-1).index_select(0, self.flat_rc).view(self.B, 2 * self.B)
+
+    def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(block, sim): Sigma on the touched block (a copy; one flat gather) and the (B, 2B) logits of the
+        batch (a gather from the block)."""
+        blk = sigma.view(-1).index_select(0, self.lin)
+        sim = blk.index_select(0, self.flat_rc).view(self.B, 2 * self.B)
+        return blk.view(self.block_shape), sim
+
+
+def build_geometry(
+    rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool
+) -> Geometry:
+    """Geometry of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
+
+    Key k < B is anchor k's own item (self-masked); key B + s is anchor s's positive (id = batch position).
+    """
+    B = int(rows.shape[0])
+    if cols.shape[0] != 2 * B or not torch.equal(cols[:B], rows):
+        raise ValueError("cols must be [rows; positives] of length 2B (anchor s is key s)")
+    ur, row_inv = torch.unique(rows, return_inverse=True)
+    uc, col_inv = torch.unique(cols, return_inverse=True)
+    return Geometry(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv)

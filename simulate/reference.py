@@ -1,0 +1,119 @@
+"""The reference set and Sigma_0 (synthetic class-structured embeddings or loaded .npy embeddings).
+
+Sigma_0: class-structured random unit embeddings (class means of norm ``separation`` plus isotropic noise,
+normalised; ``separation = 0``: no class structure), view slot v = normalise(x_j + aug_noise * xi_jv) (default
+aug_noise 2: the two views start at cosine ~0.2, leaving room for the positives to move before the clip at 1),
+and Sigma_0 = cosine Gram of the N V items (diagonal set to exactly 1, entries clipped to [-1, 1] against
+rounding), or loaded from ``init_path`` (.npy, (N, d) or (N, V, d)) with labels from ``labels_path``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from theory.constants import check_classes
+
+from .config import SigmaConfig
+
+
+@dataclass
+class Reference:
+    """Reference set: Sigma_0 over the N V items and the sample labels.
+
+    Shape: sigma0 (N V, N V) float64; labels (N,) long; item labels = labels repeated V times.
+    """
+
+    sigma0: Tensor
+    labels: Tensor
+    views: int
+    classes: int
+    balanced: bool
+    source: str
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def item_labels(self) -> Tensor:
+        return self.labels.repeat_interleave(self.views)
+
+
+def _gram(X: Tensor) -> Tensor:
+    """Cosine Gram of unit rows: exactly symmetric (X X^T is not, bitwise, from BLAS), diagonal exactly 1,
+    clipped to [-1, 1] (rounding of unit vectors)."""
+    S = X @ X.T
+    S = 0.5 * (S + S.T)
+    S.clamp_(-1.0, 1.0)
+    S.fill_diagonal_(1.0)
+    return S
+
+
+def _normalise(X: Tensor, what: str) -> Tensor:
+    nrm = torch.linalg.vector_norm(X, dim=-1, keepdim=True)
+    if bool((nrm == 0).any()) or not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{what} has a zero or non-finite row (cosine undefined)")
+    return X / nrm
+
+
+def make_reference(cfg: SigmaConfig) -> Reference:
+    """Sigma_0 and labels: synthetic class-structured embeddings or loaded ``init_path`` / ``labels_path``."""
+    V = 1 if cfg.views == "identity" else cfg.view_slots
+    if cfg.init_path is not None:
+        return _load_reference(cfg)
+    gen = torch.Generator().manual_seed(int(cfg.init_seed))
+    N, C, d = cfg.n, cfg.classes, cfg.embed_dim
+    labels = torch.arange(N) // (N // C)  # class blocks of N / C samples
+    means = _normalise(torch.randn(C, d, generator=gen, dtype=torch.float64), "class means") * cfg.separation
+    noise = torch.randn(N, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    x = _normalise(means[labels] + noise, "embeddings")
+    if cfg.views == "identity":
+        items = x
+    else:
+        xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+        items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
+    return Reference(_gram(items), labels, V, C, True, "synthetic")
+
+
+def _load_reference(cfg: SigmaConfig) -> Reference:
+    for name, p in (("init_path", cfg.init_path), ("labels_path", cfg.labels_path)):
+        if not os.path.isfile(str(p)):
+            raise ValueError(f"{name} file not found: {p}")
+    try:
+        E = np.load(cfg.init_path, allow_pickle=False)
+        y = np.load(cfg.labels_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read .npy file: {e}".splitlines()[0]) from None
+    if E.ndim not in (2, 3) or not np.issubdtype(E.dtype, np.number):
+        raise ValueError(f"init_path must hold an (N, d) or (N, V, d) numeric array, got shape {E.shape}")
+    N = E.shape[0]
+    if y.ndim != 1 or y.shape[0] != N or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels_path must hold ({N},) integer labels, got shape {y.shape} dtype {y.dtype}")
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    C = check_classes(int(counts.size))
+    labels = torch.as_tensor(inv.reshape(-1), dtype=torch.long)
+    Et = torch.as_tensor(np.asarray(E, dtype=np.float64))
+    if Et.dim() == 3:
+        if cfg.views == "identity":
+            raise ValueError(f"views=identity needs (N, d) embeddings, got shape {tuple(E.shape)}")
+        V = Et.shape[1]
+        if V < 2:
+            raise ValueError(f"(N, V, d) embeddings need V >= 2 view slots, got V={V}")
+        items = _normalise(Et, "embeddings").reshape(N * V, -1)
+    else:
+        x = _normalise(Et, "embeddings")
+        if cfg.views == "identity":
+            V, items = 1, x
+        else:
+            V = cfg.view_slots
+            gen = torch.Generator().manual_seed(int(cfg.init_seed))
+            d = x.shape[1]
+            xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+            items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
+    return Reference(_gram(items), labels, V, C, bool(np.all(counts == counts[0])), str(cfg.init_path))

@@ -1,0 +1,171 @@
+"""One coupled CL / NSCL step of Eq. 1 on the touched block, and the full drift.
+
+Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 4.1 (Eq. 1,
+Thm. 1, Cors. 1-2) and App. D (Lemmas 1-8).
+
+  * the per-anchor loss of o in {CL, NSCL} reads sim^o = Sigma^o[rows, keys] (B x 2B); its gradient wrt Sigma
+    is G^o = (1/B) sum_s g_s with g_s = (p_s - e_pos(s))/tau on row r_s (theory.losses, Lemmas 2-3), entries
+    read twice by the loss (duplicate keys / anchors) *summed* (chain rule); Sigma^o <- Sigma^o - eta_t G^o.
+
+How a step is computed (the same numbers, to rounding; tests/test_simulate.py checks both ways): the touched
+entries are the block Sigma[ur][:, uc] of the R unique anchor rows and K unique key columns; it is gathered
+once per run (one flat index_select), and the gradient is formed directly on it: anchors sharing a row share
+their denominator (cols[s] = rows[s]), and a column holding m keys of D_s enters their softmax m times, so
+every unique row needs ONE softmax of x_rc + log m(r, c) over the K columns (theory.losses.
+contrastive_softmax_prepared with a multiset bias, Geometry.bprep_cl / bprep_ns), and
+G[r] = (n_r/B) (p_r - pos_r/n_r)/tau (n_r anchors on row r; theory.losses.contrastive_grad_from_softmax).
+The update blk - eta G is formed in one pass from p and written back with one index_copy_ per run. The
+(B, 2B) logits, per-anchor gradients and their scatter (Geometry.sigma_grad) are computed only on request
+(checks of the symmetric parameterisation, tests). What bounds a step at large N: reading and writing the two
+R x K blocks scattered over 2 x (N V)^2 doubles (memory traffic; benchmarks/bench_sigma.py measures this floor).
+
+Incremental drift: ||Sigma^CL - Sigma^NSCL||_F^2 is updated with the touched entries only (old squares out,
+new squares in); ``full_drift`` recomputes it (tests; evals.csv ``drift_full``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+from theory.losses import (
+    MaskedSoftmax,
+    PreparedMasks,
+    contrastive_grad_from_softmax,
+    contrastive_grad_prepared,
+    contrastive_softmax_prepared,
+)
+
+from .layout import Geometry
+
+
+class StepTensors:
+    """Everything one coupled step computes before writing Sigma (read by the checks).
+
+    blk_cl / blk_ns: Sigma^CL / Sigma^NSCL on the touched block BEFORE the update (copies);
+    sm_cl / sm_ns: theory.losses.MaskedSoftmax of the (R, K) anchor rows of the block (multiset softmax over the
+    unique key columns, Geometry.bprep_cl / bprep_ns): p_cl = the CL softmax at Sigma^CL, q_ns = the NSCL softmax
+    at Sigma^NSCL (zero rows where the row's anchors have no negative).
+    On first use: U_cl / U_ns, the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block;
+    sim_cl / sim_ns (B, 2B) per-(anchor, key) logits, g_cl / g_ns (B, 2B) per-anchor logit gradients
+    (theory.losses on the (B, 2B) masks), gc_cl / gc_ns (B, K) those rows coalesced onto the unique key items;
+    diff = blk_cl - blk_ns.
+    """
+
+    def __init__(self, geom: Geometry, tau: float, blk_cl: Tensor, blk_ns: Tensor, sm_cl: MaskedSoftmax,
+                 sm_ns: MaskedSoftmax):
+        self.geom, self.tau = geom, tau
+        self.blk_cl, self.blk_ns = blk_cl, blk_ns
+        self.sm_cl, self.sm_ns = sm_cl, sm_ns
+        self.p_cl, self.q_ns = sm_cl.p, sm_ns.p
+
+    def _U(self, p: Tensor, prep: PreparedMasks) -> Tensor:
+        g = self.geom
+        return g.rows_to_block(contrastive_grad_from_softmax(p, prep, self.tau, g.row_scale))
+
+    @functools.cached_property
+    def U_cl(self) -> Tensor:
+        return self._U(self.p_cl, self.geom.bprep_cl)
+
+    @functools.cached_property
+    def U_ns(self) -> Tensor:
+        return self._U(self.q_ns, self.geom.bprep_ns)
+
+    @functools.cached_property
+    def sim_cl(self) -> Tensor:
+        return self.geom.block_sim(self.blk_cl)
+
+    @functools.cached_property
+    def sim_ns(self) -> Tensor:
+        return self.geom.block_sim(self.blk_ns)
+
+    @functools.cached_property
+    def g_cl(self) -> Tensor:
+        return contrastive_grad_prepared(self.sim_cl, self.geom.prep_cl, self.tau).grad
+
+    @functools.cached_property
+    def g_ns(self) -> Tensor:
+        return contrastive_grad_prepared(self.sim_ns, self.geom.prep_ns, self.tau).grad
+
+    @functools.cached_property
+    def gc_cl(self) -> Tensor:
+        return self.geom.coalesce_cols(self.g_cl)
+
+    @functools.cached_property
+    def gc_ns(self) -> Tensor:
+        return self.geom.coalesce_cols(self.g_ns)
+
+    @functools.cached_property
+    def diff(self) -> Tensor:
+        """Sigma^CL - Sigma^NSCL on the block before the update."""
+        return self.blk_cl - self.blk_ns
+
+
+def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float, per_anchor: bool = True) -> StepTensors:
+    """Gather both runs' blocks and their softmaxes; the batch gradients follow on first use (st.U_cl, st.U_ns).
+
+    The gradients come from theory.losses (contrastive_softmax_prepared / contrastive_grad_from_softmax, the
+    project's one gradient implementation) on the unique anchor rows of the block with multiset denominators
+    (see Geometry.bprep_cl): every Sigma entry is read once, no (B, 2B) logits and no scatter. Equal (to
+    rounding) to scattering the per-anchor gradients of the (B, 2B) logits (Geometry.sigma_grad;
+    tests/test_simulate.py). ``per_anchor`` is accepted for compatibility; the per-anchor (B, 2B) quantities
+    are computed on first use.
+    """
+    blk_cl = geom.gather_block(sigma_cl)
+    blk_ns = geom.gather_block(sigma_ns)
+    sm_cl = contrastive_softmax_prepared(geom.logit_rows(blk_cl), geom.bprep_cl, tau)
+    sm_ns = contrastive_softmax_prepared(geom.logit_rows(blk_ns), geom.bprep_ns, tau)
+    return StepTensors(geom, tau, blk_cl, blk_ns, sm_cl, sm_ns)
+
+
+def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, geom: Geometry, tau: float, eta: float,
+                   U: Tensor | None) -> Tensor:
+    """blk - eta G on the block. Ordered Sigma: one pass from the softmax, blk + p * (-eta n_r/(B tau)) and
+    blk - eta (p - w) n_r/(B tau) on the positives (the gradient of contrastive_grad_from_softmax, never
+    materialised); symmetric: blk - eta U with the symmetrised U."""
+    if geom.symmetric:
+        return torch.add(blk, U, alpha=-eta)
+    coef = geom.row_scale * (-eta / tau)
+    new = torch.addcmul(blk, p, coef[:, None])
+    r, c = prep.pos_rows, prep.pos_cols
+    if r.numel():
+        new.index_put_((r, c), blk[r, c] + (p[r, c] - prep.pos_w) * coef[r])
+    return new
+
+
+def apply_step(
+    sigma_cl: Tensor, sigma_ns: Tensor, st: StepTensors, eta: float, clip: bool
+) -> tuple[float, Tensor, Tensor]:
+    """Write Sigma^o <- Sigma^o - eta G^o on the touched block (optionally clipped to [-1, 1]).
+
+    Returns (d_drift_sq, new_cl_block, new_ns_block): the change of ||Sigma^CL - Sigma^NSCL||_F^2, computed from
+    the touched entries only (unique entries, so the difference of sums of squares is exact bookkeeping).
+    """
+    g = st.geom
+    sym = g.symmetric
+    new_cl = _updated_block(st.blk_cl, st.p_cl, g.bprep_cl, g, st.tau, eta, st.U_cl if sym else None)
+    new_ns = _updated_block(st.blk_ns, st.q_ns, g.bprep_ns, g, st.tau, eta, st.U_ns if sym else None)
+    if clip:
+        new_cl.clamp_(-1.0, 1.0)
+        new_ns.clamp_(-1.0, 1.0)
+    lin = g.lin
+    sigma_cl.view(-1).index_copy_(0, lin, new_cl.view(-1))
+    sigma_ns.view(-1).index_copy_(0, lin, new_ns.view(-1))
+    d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
+    d_old = float(torch.linalg.vector_norm(st.diff))
+    return d_new * d_new - d_old * d_old, new_cl, new_ns
+
+
+def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:
+    """||Sigma^CL - Sigma^NSCL||_F recomputed over all entries (row blocks, no N x N temporary)."""
+    M = sigma_cl.shape[0]
+    blk = max(1, (1 << 22) // max(1, M))
+    s = 0.0
+    for r0 in range(0, M, blk):
+        d = sigma_cl[r0 : r0 + blk] - sigma_ns[r0 : r0 + blk]
+        s += float((d * d).sum())
+    return math.sqrt(s)
+
