@@ -844,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         if out_dir is not None:  # the run record: python -m simulate.adversarial --config OUT/config.json
             write_json(out_dir / "config.json", record(args, exclude=("config", "out", "quiet"),
-                                                       command_line=["python -m simulate.adversarial", *(argv or [])]))
+                                                       command_line=[ap.prog, *(sys.argv[1:] if argv is None else argv)]))
     except ValueError as e:
         return fail(ap.prog, e)
     finally:
