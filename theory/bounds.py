@@ -13,12 +13,27 @@ Notation used in the docstrings:
     gamma_t      = eta_t Delta / (tau sqrt(B))          (reweighting injection, Lem. 8 term (A))
     Pi_{a..b}    = prod_{u=a}^{b} (1 + alpha_u)
 
-Forms of the Thm. 1 bound, from loosest to tightest (all valid on the event of Cor. 3):
+Forms of the Thm. 1 bound, from loosest to tightest:
     thm1_bound           exp(S/(2 tau^2 B)) * S Delta / (tau sqrt B)               Eq. 2 (paper)
     thm1_bound_gronwall  2 tau sqrt(B) Delta (exp(S/(2 tau^2 B)) - 1)              proven below, <= Eq. 2
     thm1_unrolled        sum_s gamma_s prod_{u>s}(1+alpha_u)                        exact solution of the
                          = 2 tau sqrt(B) Delta (prod_u (1+alpha_u) - 1)             recurrence (Grönwall)
     thm1_bound_sharp     thm1_unrolled with Delta -> Delta / (sqrt(2) (1 + Delta/2)) Lem. 6 sharpened
+
+PREMISE of all four (``THM1_PREMISE``): on the event of Cor. 3, with every anchor's CL-denominator logits in
+[-1, 1], the Sigma coordinates ORDERED (Lem. 1), and at every step every anchor on its OWN Sigma row (realised
+row multiplicity m_t = 1). The proof goes through Lem. 8, whose term (A) uses Lem. 1 (disjoint anchor blocks)
+and whose term (B) uses the block-diagonal Hessian of Lem. 2; both fail when two anchors share a row, which
+batches drawn WITH replacement produce (a duplicate draw with the same anchor view). This is the paper's own
+premise too: Eq. 2 is proved through Lem. 8 and carries the same restriction.
+
+Forms valid WITH duplicated rows (carry the realised multiplicities n_r = number of anchors on row r at step t,
+m_t = max_r n_r, q_t = sum_r n_r^2; ``anchor_row_multiplicity``; the proof is in ``thm1_unrolled_multiplicity``):
+    thm1_unrolled_multiplicity     alpha_t = kappa eta_t m_t / (2 tau^2 B),
+                                   gamma_t = kappa eta_t sqrt(q_t) Delta_t / (tau B)
+    thm1_bound_sharp_multiplicity  the same with Delta -> lem6_l2_sharp(Delta)
+kappa = 1 for ordered Sigma, 2 for the symmetric parameterisation (G -> G + G^T - Diag G). With m_t = 1 and
+q_t = B (no duplicates), kappa = 1 they equal thm1_unrolled / thm1_bound_sharp exactly.
 """
 
 from __future__ import annotations
@@ -40,6 +55,13 @@ from .constants import (
 )
 
 __all__ = [
+    "THM1_PREMISE",
+    "RowMultiplicity",
+    "anchor_row_multiplicity",
+    "thm1_rates_multiplicity",
+    "thm1_unrolled_multiplicity",
+    "thm1_trajectory_multiplicity",
+    "thm1_bound_sharp_multiplicity",
     "Certificate",
     "drift_recurrence",
     "unrolled_terminal",
@@ -75,6 +97,14 @@ __all__ = [
     "loss_gap_bound",
     "loss_gap_bound_counts",
 ]
+
+
+THM1_PREMISE = (
+    "Cor. 3 event and CL-denominator logits in [-1, 1] for every anchor, ordered Sigma, and every anchor on its own "
+    "Sigma row (row multiplicity m = 1) at every step"
+)
+"""The premise under which Thm. 1 (Eq. 2, Grönwall, unrolled and sharp forms) and Cors. 1-2 built on them are
+proved (Lem. 8 through Lem. 1 and Lem. 2's block-diagonal Hessian)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -182,7 +212,9 @@ def thm1_bound(eta: Sequence[float] | np.ndarray, B: int, C: int, delta: float, 
 
         ||Sigma_T^CL - Sigma_T^NSCL||_F <= exp(S/(2 tau^2 B)) * S * Delta_{C,delta}(B; tau) / (tau sqrt B),
 
-    S = sum_{t<T} eta_t, T = len(eta). Holds with probability >= 1 - delta (event of Cor. 3).
+    S = sum_{t<T} eta_t, T = len(eta). Holds with probability >= 1 - delta (event of Cor. 3), under
+    ``THM1_PREMISE`` (ordered Sigma, every anchor on its own row: the proof uses Lem. 8 / Lem. 1). With duplicated
+    anchor rows use ``thm1_unrolled_multiplicity`` (>= this form's unrolled version, valid there).
     """
     eta = check_eta_schedule(eta)
     return thm1_bound_from_delta(eta, delta_c_delta(C, B, eta.size, delta, tau), B, tau)
@@ -225,6 +257,7 @@ def thm1_unrolled_from_delta(
     ``Delta`` may be a per-step sequence (e.g. a realised per-step reweighting constant); for a constant
     Delta this equals 2 tau sqrt(B) Delta (prod_u (1 + alpha_u) - 1)  (identity (*) of
     ``thm1_bound_gronwall_from_delta``). Shape: eta (T,), Delta scalar or (T,) -> float.
+    Premise: ``THM1_PREMISE`` (every anchor on its own Sigma row); see ``thm1_unrolled_multiplicity`` otherwise.
     """
     alpha, gamma = thm1_rates(eta, Delta, B, tau)
     return unrolled_terminal(alpha, gamma)
@@ -324,12 +357,156 @@ def thm1_bound_sharp(eta: Sequence[float] | np.ndarray, B: int, C: int, delta: f
 
         D_T <= 2 tau sqrt(B) Delta' (prod_u (1 + eta_u/(2 tau^2 B)) - 1),  Delta' = Delta/(sqrt2 (1 + Delta/2)).
 
-    Valid on the event of Cor. 3 (probability >= 1 - delta): Lem. 8 term (A) <= Delta'/(tau sqrt B) by
-    ``lem6_l2_sharp``; the rest is the proof of Thm. 1 without the step 1 + x <= e^x.
+    Valid on the event of Cor. 3 (probability >= 1 - delta) under ``THM1_PREMISE``: Lem. 8 term (A)
+    <= Delta'/(tau sqrt B) by ``lem6_l2_sharp`` and Lem. 1; the rest is the proof of Thm. 1 without the step
+    1 + x <= e^x. NOT valid when anchors share a Sigma row (batches with replacement: found violated by
+    ``python -m simulate.soundness --legacy``); use ``thm1_bound_sharp_multiplicity`` there.
     """
     eta = check_eta_schedule(eta)
     Delta = delta_c_delta(C, B, eta.size, delta, tau)
     return thm1_unrolled_from_delta(eta, lem6_l2_sharp(Delta), B, tau)
+
+
+class RowMultiplicity(NamedTuple):
+    """Realised anchor-row multiplicities of one step: m = max_r n_r, q = sum_r n_r^2, B = sum_r n_r."""
+
+    m: int
+    q: int
+    B: int
+
+
+def anchor_row_multiplicity(rows: Sequence[int] | np.ndarray) -> RowMultiplicity:
+    """(m, q, B) of the anchors' Sigma rows: n_r = number of anchors on row r, m = max n_r, q = sum n_r^2.
+
+    m = 1 (q = B) iff every anchor has its own row (the premise of Lem. 1 / Lem. 8 / Thm. 1).
+    Shape: rows (B,) integers (row index of each anchor).
+    """
+    r = np.asarray(rows)
+    if r.ndim != 1 or r.size == 0 or not np.issubdtype(r.dtype, np.integer):
+        raise ValueError(f"rows must be a non-empty 1-d integer array, got shape {r.shape} dtype {r.dtype}")
+    _, n = np.unique(r, return_counts=True)
+    return RowMultiplicity(int(n.max()), int(np.sum(n.astype(np.int64) ** 2)), int(r.size))
+
+
+def _mult(name: str, value: object, T: int, lo: float) -> np.ndarray:
+    arr = _per_step(name, value, T)
+    if np.any(arr < lo):
+        i = int(np.flatnonzero(arr < lo)[0])
+        raise ValueError(f"{name} must be >= {lo:g} at every step, got {name}[{i}]={float(arr[i])!r}")
+    return arr
+
+
+def thm1_rates_multiplicity(
+    eta: Sequence[float] | np.ndarray,
+    Delta: float | Sequence[float],
+    B: int,
+    tau: float,
+    m: float | Sequence[float],
+    q: float | Sequence[float],
+    kappa: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, gamma) of the multiplicity-carrying Thm. 1 recurrence (proof: ``thm1_unrolled_multiplicity``):
+
+        alpha_t = kappa eta_t m_t / (2 tau^2 B),   gamma_t = kappa eta_t sqrt(q_t) Delta_t / (tau B).
+
+    m_t >= 1 (max anchors on one row), q_t >= B (sum of squared row counts; q_t <= m_t B), kappa >= 1.
+    Shape: eta (T,); Delta, m, q scalar or (T,) -> two (T,) arrays.
+    """
+    eta = check_eta_schedule(eta)
+    B = check_positive_int("B", B)
+    tau = check_tau(tau)
+    T = eta.size
+    D = _per_step("Delta", Delta, T)
+    m = _mult("m", m, T, 1.0)
+    q = _mult("q", q, T, float(B))
+    kappa = check_positive_float("kappa", kappa)
+    if kappa < 1.0:
+        raise ValueError(f"kappa must be >= 1 (1 ordered, 2 symmetric Sigma), got kappa={kappa!r}")
+    if np.any(q > m * B * (1 + 1e-12)):
+        i = int(np.flatnonzero(q > m * B * (1 + 1e-12))[0])
+        raise ValueError(f"q must be <= m B (sum n_r^2 <= max n_r sum n_r), got q[{i}]={q[i]!r} > m B={m[i] * B!r}")
+    return kappa * eta * m / (2.0 * tau * tau * B), kappa * eta * np.sqrt(q) * D / (tau * B)
+
+
+def thm1_unrolled_multiplicity(
+    eta: Sequence[float] | np.ndarray,
+    Delta: float | Sequence[float],
+    B: int,
+    tau: float,
+    m: float | Sequence[float],
+    q: float | Sequence[float],
+    kappa: float = 1.0,
+) -> float:
+    """Thm. 1 in product form, valid when anchors share Sigma rows (batches with replacement):
+
+        D_T <= sum_s gamma_s prod_{u>s} (1 + alpha_u),  alpha, gamma from ``thm1_rates_multiplicity``.
+
+    Premise: Cor. 3 event and CL-denominator logits of Sigma_t^CL in [-1, 1] for every anchor at every step
+    (no condition on duplicates). ``Delta`` is any per-anchor bound on ||p_i - q_i||_2 (Delta_{C,delta} by
+    Lem. 6, or lem6_l2_sharp(Delta_{C,delta})).
+
+    Proof. Fix step t; n_r anchors sit on row r (sum_r n_r = B). Anchors on one row share the denominator
+    multiset (the engine's convention: the same keys minus one copy of the row's own item), hence the softmax
+    p_r (CL) and q_r (NSCL), over the row's unique columns (keys on one column merged).
+    (A) The per-anchor gradients are (p_r - e_pos)/tau and (q_r - e_pos)/tau; the positives cancel, so on row
+    r, G^CL(S) - G^NSCL(S) = (n_r/(tau B)) (p_r - q_r), and rows are disjoint coordinates (ordered Sigma):
+        (A) = (1/(tau B)) sqrt(sum_r n_r^2 ||p_r - q_r||_2^2) <= sqrt(q_t) max_r ||p_r - q_r||_2 / (tau B).
+    Merging keys on one column keeps ||p_r - q_r||_2 <= sqrt(2) alpha_r <= Delta (p - q >= 0 on same-label,
+    <= 0 on other-label columns, each part of l1 mass alpha_r; ||x||_2 <= ||x||_1 on each), so Lem. 6 and
+    ``lem6_l2_sharp`` bound it on the event of Cor. 3 with bounded logits.
+    (B) The NSCL batch loss is sum_r (n_r/B) ell_r(Sigma[r, cols]) + linear terms; its Hessian is
+    block-diagonal over rows with blocks (n_r/(tau^2 B)) (Diag P_r - P_r P_r^T), P_r the merged softmax (a
+    probability vector), so ||Hessian||_2 <= m_t/(2 tau^2 B) (Lem. 2's bound on each block) and the gradient
+    map is m_t/(2 tau^2 B)-Lipschitz in ||.||_F (mean-value form, as Eq. 11).
+    Symmetric Sigma updates by sym(G) = G + G^T - Diag(G); ||sym(X)||_F <= ||X - Diag(X)/2||_F +
+    ||X^T - Diag(X)/2||_F <= 2 ||X||_F, so both terms get kappa = 2. The projections of the engine (clip onto
+    [-1, 1], a fixed diagonal) are Euclidean projections onto convex sets applied to both runs, hence
+    non-expansive. So D_{t+1} <= (1 + alpha_t) D_t + gamma_t, and Grönwall (``drift_recurrence``) gives the
+    claim. With m_t = 1, q_t = B, kappa = 1 it is ``thm1_unrolled_from_delta``.                               []
+    Shape: eta (T,); Delta, m, q scalar or (T,) -> float.
+    """
+    alpha, gamma = thm1_rates_multiplicity(eta, Delta, B, tau, m, q, kappa)
+    return unrolled_terminal(alpha, gamma)
+
+
+def thm1_trajectory_multiplicity(
+    eta: Sequence[float] | np.ndarray,
+    Delta: float | Sequence[float],
+    B: int,
+    tau: float,
+    m: float | Sequence[float],
+    q: float | Sequence[float],
+    kappa: float = 1.0,
+) -> np.ndarray:
+    """Per-step ``thm1_unrolled_multiplicity``: D_t for t = 0..T (D_0 = 0). Shape: eta (T,) -> (T+1,)."""
+    alpha, gamma = thm1_rates_multiplicity(eta, Delta, B, tau, m, q, kappa)
+    out = np.empty(alpha.size + 1, dtype=np.float64)
+    out[0] = d = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(alpha.size):
+            d = (1.0 + alpha[t]) * d + gamma[t]
+            out[t + 1] = d
+    return out
+
+
+def thm1_bound_sharp_multiplicity(
+    eta: Sequence[float] | np.ndarray,
+    B: int,
+    C: int,
+    delta: float,
+    tau: float,
+    m: float | Sequence[float],
+    q: float | Sequence[float],
+    kappa: float = 1.0,
+) -> float:
+    """``thm1_unrolled_multiplicity`` with Delta -> lem6_l2_sharp(Delta_{C,delta}(B; tau)), T = len(eta).
+
+    The sharp Thm. 1 certificate valid with duplicated anchor rows (premise: Cor. 3 event and bounded logits
+    at every step); equals ``thm1_bound_sharp`` when m = 1, q = B, kappa = 1.
+    """
+    eta = check_eta_schedule(eta)
+    Delta = delta_c_delta(C, B, eta.size, delta, tau)
+    return thm1_unrolled_multiplicity(eta, lem6_l2_sharp(Delta), B, tau, m, q, kappa)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -385,7 +562,8 @@ def cor1_cka_bound(drift_bound: float, k_cl_fro: float) -> Certificate:
     """Cor. 1:  rho = drift_bound / ||K_T^CL||_F,  CKA_T >= (1 - rho)/(1 + rho).
 
     ``drift_bound`` bounds ||Sigma_T^CL - Sigma_T^NSCL||_F (>= ||H (.) H||_F since ||H||_2 = 1), e.g.
-    ``thm1_bound``; ``k_cl_fro`` = ||H Sigma_T^CL H||_F > 0.
+    ``thm1_bound``; ``k_cl_fro`` = ||H Sigma_T^CL H||_F > 0. Certified only where the drift bound is: a Thm. 1
+    form under ``THM1_PREMISE``, or a ``*_multiplicity`` form (any rows) under the Cor. 3 event + bounded logits.
     """
     A = check_positive_float("k_cl_fro", k_cl_fro)
     rho = _ratio(drift_bound, A)
@@ -417,7 +595,8 @@ def cka_certificate_sharp(drift_bound: float, k_cl_fro: float) -> Certificate:
     """Cor. 1 with the tight cosine bound:  CKA_T >= sqrt(1 - rho^2)  (rho < 1), rho as in Cor. 1.
 
     CKA_T = cos(K^CL, K^NSCL) in the Frobenius inner product, ||K^NSCL - K^CL||_F <= rho ||K^CL||_F, so
-    ``cos_lower_bound_sharp`` applies; it is >= (1 - rho)/(1 + rho) for every rho.
+    ``cos_lower_bound_sharp`` applies; it is >= (1 - rho)/(1 + rho) for every rho. Certified only where
+    ``drift_bound`` is (see ``cor1_cka_bound``).
     """
     A = check_positive_float("k_cl_fro", k_cl_fro)
     rho = _ratio(drift_bound, A)
@@ -428,7 +607,8 @@ def rsa_certificate_sharp(drift_bound: float, M: int, sigma_D: float, symmetric:
     """Cor. 2 with the tight cosine bound:  RSA_T >= sqrt(1 - r^2)  (r < 1), r as in ``cor2_rsa_bound``.
 
     Pearson RSA = cos(C a, C b) with C the centring projector on R^M and ||C a||_2 = sqrt(M) sigma_D;
-    ||C(b - a)||_2 <= ||b - a||_2 <= drift bound, so ``cos_lower_bound_sharp`` applies.
+    ||C(b - a)||_2 <= ||b - a||_2 <= drift bound, so ``cos_lower_bound_sharp`` applies. Certified only where
+    ``drift_bound`` is (see ``cor1_cka_bound``).
     """
     r = _ratio(drift_bound, _rsa_scale(M, sigma_D))
     if symmetric:
