@@ -1,4 +1,4 @@
-"""Benchmark: CKA + RSA from features (theory.metrics.cka_rsa) vs the bare d x d Gram products and vs the
+"""Benchmark: CKA + RSA from features (theory.alignment_features.cka_rsa) vs the bare d x d Gram products and vs the
 N x N definitions (cka_gram + rsa_gram after building Sigma). Everything in the table is measured in ONE run.
 
     python benchmarks/bench_metrics.py            # N in 2000..50000, d in 128, 2048 (minutes, ~10 GB RAM)
@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from theory.metrics import cka, cka_gram, cka_rsa, rsa, rsa_gram  # noqa: E402
+from theory.alignment_features import cka, cka_rsa, rsa  # noqa: E402
+from theory.alignment_gram import cka_gram, rsa_gram  # noqa: E402
 
 NXN_MAX = 20000
 

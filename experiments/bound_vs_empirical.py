@@ -56,7 +56,7 @@ from theory.bounds import (
     thm2_bound_from_delta,
 )
 from theory.constants import delta_c_delta, eps_b_delta
-from theory.metrics import cka_gram
+from theory.alignment_gram import cka_gram
 
 from . import measure as ms
 from .config import RunConfig, parse_config

@@ -5,7 +5,8 @@ cosine-similarity matrices), Sec. 4.1 (Cors. 1-2 need ||K_T^CL||_F and sigma_D),
 linear-probe accuracy), Sec. 5.1 / Fig. 6 (relative weight gap), App. B (Assumptions 1-2, Lem. 7, Thm. 2),
 App. C (L_Sigma, M_Sigma of Eqs. 6-9); companion loss-gap bound (theory.bounds.loss_gap_bound).
 
-Every metric comes from ``theory.metrics`` / ``theory.losses`` / ``theory.bounds``; this module only feeds them
+Every metric comes from ``theory.alignment_features`` / ``theory.probes`` / ``theory.losses`` /
+``theory.bounds``; this module only feeds them
 embeddings and models. Nothing here forms an N x N matrix of a reference set except ``cosine_gram`` (the
 Sigma-space surrogate needs Sigma itself).
 
@@ -36,7 +37,8 @@ from torch import Tensor, nn
 from theory.bounds import loss_gap_bound, loss_gap_bound_counts
 from theory.constants import check_positive_int, check_tau
 from theory.losses import masked_contrastive_loss, simclr_sim, softmax_mass_split
-from theory.metrics import WeightGap, cka_rsa, linear_cka, nccc_accuracy, relative_weight_gap
+from theory.alignment_features import cka_rsa, linear_cka
+from theory.probes import WeightGap, nccc_accuracy, relative_weight_gap
 
 __all__ = [
     "SigmaStats",
@@ -108,7 +110,7 @@ def sigma_stats(z: Tensor | np.ndarray) -> SigmaStats:
     With unit rows u_i, m = mean u_i, R = H U, C = R^T R (d x d):
         ||H Sigma H||_F = ||R R^T||_F = ||C||_F;
         sum_{i != j} (a_ij - abar)^2 = 2N m^T C m + ||C||_F^2 - tr(C)^2 / (N - 1)   (a_ij = Sigma_ij; the same
-        centred identity as theory.metrics.rsa), and the i<j sum is half of it, so
+        centred identity as theory.alignment_features.rsa), and the i<j sum is half of it, so
         sigma_d^2 = that / (2 M).  (1 - Sigma has the same spread as Sigma.)
     Shape: z (N, d), N >= 3. Raises ValueError for a zero row.
     """
@@ -182,7 +184,7 @@ def common_weight_keys(model_a: nn.Module | Mapping[str, Tensor], model_b: nn.Mo
 
 
 def weight_gap(model_a: nn.Module, model_b: nn.Module) -> WeightGap:
-    """Relative weight gap of Sec. 5.1 / Fig. 6 per layer (theory.metrics.relative_weight_gap) on the weights the
+    """Relative weight gap of Sec. 5.1 / Fig. 6 per layer (theory.probes.relative_weight_gap) on the weights the
     two models share. ``.total`` = the paper's sum over layers, ``.mean`` = average."""
     return relative_weight_gap(model_a.state_dict(), model_b.state_dict(), keys=common_weight_keys(model_a, model_b))
 
@@ -215,7 +217,7 @@ def weight_distance(model_a: nn.Module, model_b: nn.Module) -> float:
 # ----------------------------------------------------------------------------------------------------------
 # downstream accuracy (Tab. 1)
 def nccc(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor) -> float:
-    """Nearest class-centre accuracy (theory.metrics.nccc_accuracy, l2-normalised features)."""
+    """Nearest class-centre accuracy (theory.probes.nccc_accuracy, l2-normalised features)."""
     return nccc_accuracy(train_x, train_y, test_x, test_y, normalize=True)
 
 

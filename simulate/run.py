@@ -15,7 +15,7 @@ from tqdm import tqdm
 import runio
 
 from theory.bounds import thm1_trajectory_from_delta
-from theory.metrics import cka_gram, rsa_gram
+from theory.alignment_gram import cka_gram, rsa_gram
 
 from .batches import batch_items, draw_batch
 from .certificates import certificates, upper_std

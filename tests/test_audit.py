@@ -89,7 +89,7 @@ def test_rsa_negative_example_against_metrics():
     r = audit._rsa(audit._cos_gram(Z1), audit._cos_gram(Z2))
     assert r < 0
     try:
-        from theory.metrics import rsa
+        from theory.alignment_features import rsa
     except ImportError:
         return
     try:

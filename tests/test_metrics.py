@@ -1,4 +1,4 @@
-"""Tests for theory/metrics.py against independent references: explicit N x N matrices with an explicit
+"""Tests for theory/alignment_features.py, alignment_gram.py and probes.py against independent references: explicit N x N matrices with an explicit
 centring matrix H (Sec. 3 CKA), scipy.stats.pearsonr on the i<j RDM entries (Sec. 3 RSA), python loops
 over the unbiased HSIC U-statistic (Song et al. 2012), mpmath at 50 digits, and hand-computed toy cases
 for NCCC and the Sec. 5.1 relative weight gap."""
@@ -14,16 +14,9 @@ import pytest
 import scipy.stats
 import torch
 
-from theory.metrics import (
-    cka,
-    cka_gram,
-    cka_rsa,
-    linear_cka,
-    nccc_accuracy,
-    relative_weight_gap,
-    rsa,
-    rsa_gram,
-)
+from theory.alignment_features import cka, cka_rsa, linear_cka, rsa
+from theory.alignment_gram import cka_gram, rsa_gram
+from theory.probes import nccc_accuracy, relative_weight_gap
 
 # ---------------------------------------------------------------------------------------------------------
 # references
@@ -109,7 +102,7 @@ def test_default_chunking_many_chunks_matches_nxn() -> None:
 @pytest.mark.parametrize("via_numpy", [True, False])
 def test_torch_input_matches_numpy(via_numpy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU tensors normally take the numpy/BLAS path; via_numpy=False runs the torch (CUDA) code on CPU."""
-    import theory.metrics as M
+    import theory.alignment_features as M
 
     monkeypatch.setattr(M, "_TORCH_CPU_VIA_NUMPY", via_numpy)
     rng = np.random.default_rng(4)
@@ -246,7 +239,7 @@ def test_rsa_gram_triangles_nonsymmetric() -> None:
 
 
 def test_gram_blocking_matches(monkeypatch: pytest.MonkeyPatch) -> None:
-    import theory.metrics as M
+    import theory.alignment_gram as M
 
     rng = np.random.default_rng(10)
     S1, S2 = rng.standard_normal((30, 30)), rng.standard_normal((30, 30))
@@ -353,7 +346,7 @@ def test_bad_rows_and_shapes_raise() -> None:
         rsa(X, Z)
     with pytest.raises(ValueError, match="row 4 of X is all zeros"):
         cka(torch.from_numpy(Z), torch.from_numpy(Y), chunk_size=2)
-    import theory.metrics as M
+    import theory.alignment_features as M
 
     M._TORCH_CPU_VIA_NUMPY = False
     try:

@@ -1,4 +1,4 @@
-"""Representation-alignment metrics: CKA and RSA on cosine-similarity matrices, linear CKA, NCCC, weight gap.
+"""CKA and RSA of Sec. 3 computed from features (O(N d^2), no N x N matrix), and linear CKA on raw features.
 
 Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", Sec. 3 (CKA and RSA
 on cosine-similarity matrices), Sec. 4.1 (Cors. 1-2 use the same definitions), Sec. 5 (NCCC accuracy,
@@ -55,27 +55,26 @@ Inputs may be numpy arrays or torch tensors (CPU or CUDA; computed on the tensor
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "cka",
-    "rsa",
-    "cka_rsa",
-    "cka_gram",
-    "rsa_gram",
-    "linear_cka",
-    "nccc_accuracy",
-    "relative_weight_gap",
-    "WeightGap",
-    "RSA_TRIANGLES",
-]
+from ._arrays import (
+    _TOL_EPS,
+    _bad_row_error,
+    _check_n,
+    _compute_dtype,
+    _eps,
+    _f64,
+    _is_torch,
+    _match_backend,
+    _pair,
+    _torch,
+)
 
-# Zero-variance detection threshold, in machine epsilons of the compute dtype (see module docstring).
-_TOL_EPS = 1024.0
+__all__ = ["cka", "rsa", "cka_rsa", "linear_cka"]
+
+
 # Rows per chunk when accumulating d x d moments: at most _CHUNK_ROWS rows and _CHUNK_ELEMS elements
 # (numpy: 1024 rows with in-place BLAS syrk/gemm accumulation is as fast as one big product, measured);
 # torch (CUDA) uses bigger chunks to amortise kernel launches.
@@ -86,97 +85,6 @@ _CHUNK_ELEMS_TORCH = 1 << 25
 # CPU tensors go through the numpy/BLAS path (zero-copy view; syrk halves the X^T X work). Tests switch
 # this off to exercise the torch path on CPU.
 _TORCH_CPU_VIA_NUMPY = True
-# Rows per block in the N x N (gram) functions.
-_GRAM_BLOCK_ELEMS = 1 << 22
-
-RSA_TRIANGLES = ("upper", "lower", "both")
-
-
-# --------------------------------------------------------------------------------------------- helpers
-def _torch():
-    return sys.modules.get("torch")
-
-
-def _is_torch(x: object) -> bool:
-    t = _torch()
-    return t is not None and isinstance(x, t.Tensor)
-
-
-def _as_2d(fn: str, name: str, x: object) -> Any:
-    """Validate a feature matrix (numpy array / array-like / torch tensor) of shape (N, d), numeric."""
-    if _is_torch(x):
-        if x.ndim != 2:
-            raise ValueError(f"{fn}: {name} must have shape (N, d), got shape {tuple(x.shape)}")
-        if x.is_complex() or x.dtype == _torch().bool:
-            raise ValueError(f"{fn}: {name} must be a real floating/integer tensor, got dtype={x.dtype}")
-        return x.detach()
-    try:
-        a = np.asarray(x)
-    except Exception:  # pragma: no cover - exotic objects
-        raise ValueError(f"{fn}: {name} must be an array of shape (N, d), got {type(x).__name__}") from None
-    if a.ndim != 2:
-        raise ValueError(f"{fn}: {name} must have shape (N, d), got shape {a.shape}")
-    if a.dtype.kind not in "fiu":
-        raise ValueError(f"{fn}: {name} must be a real numeric array, got dtype={a.dtype}")
-    return a
-
-
-def _pair(fn: str, X: object, Y: object) -> tuple[Any, Any]:
-    """Validate both feature matrices; keep "Y is X" (one pass over the data instead of two)."""
-    Xa = _as_2d(fn, "X", X)
-    return Xa, (Xa if Y is X else _as_2d(fn, "Y", Y))
-
-
-def _match_backend(fn: str, X: Any, Y: Any) -> tuple[Any, Any]:
-    """Both numpy, or both torch on one device (a numpy partner is moved to the tensor's device)."""
-    tx, ty = _is_torch(X), _is_torch(Y)
-    if tx and ty:
-        if X.device != Y.device:
-            raise ValueError(f"{fn}: X and Y must be on the same device, got {X.device} and {Y.device}")
-        return X, Y
-    t = _torch()
-    if tx:
-        return X, t.as_tensor(Y, device=X.device)
-    if ty:
-        return t.as_tensor(X, device=Y.device), Y
-    return X, Y
-
-
-def _compute_dtype(fn: str, like: Any, dtype: Any) -> Any:
-    """float64 by default; float32 / float64 as a numpy, torch or string dtype (torch dtype for torch input)."""
-    t = _torch()
-    if dtype is None:
-        name = "float64"
-    else:
-        try:
-            if t is not None and isinstance(dtype, t.dtype):
-                name = str(dtype).replace("torch.", "")
-            else:
-                name = np.dtype(dtype).name
-        except TypeError:
-            name = repr(dtype)
-        if name not in ("float32", "float64"):
-            raise ValueError(f"{fn}: dtype must be float32 or float64, got dtype={dtype!r}")
-    if _is_torch(like):
-        return getattr(t, name)
-    return np.dtype(name)
-
-
-def _eps(dt: Any) -> float:
-    if _torch() is not None and isinstance(dt, _torch().dtype):
-        return float(_torch().finfo(dt).eps)
-    return float(np.finfo(dt).eps)
-
-
-def _check_n(fn: str, X: Any, Y: Any, n_min: int) -> int:
-    nx, ny = int(X.shape[0]), int(Y.shape[0])
-    if nx != ny:
-        raise ValueError(f"{fn}: X and Y must have the same number of rows N, got {nx} and {ny}")
-    if nx < n_min:
-        raise ValueError(f"{fn}: needs N >= {n_min} rows (inputs), got N={nx}")
-    if X.shape[1] < 1 or Y.shape[1] < 1:
-        raise ValueError(f"{fn}: feature dimension must be >= 1, got X {tuple(X.shape)}, Y {tuple(Y.shape)}")
-    return nx
 
 
 def _chunk_rows(chunk_size: int | None, n: int, d: int, torch_path: bool = False) -> int:
@@ -187,13 +95,6 @@ def _chunk_rows(chunk_size: int | None, n: int, d: int, torch_path: bool = False
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1 or None, got chunk_size={chunk_size!r}")
     return int(min(chunk_size, n))
-
-
-def _f64(x: Any) -> Any:
-    """float64 numpy copy of a small result (d x d moments, vectors) for the final scalar algebra."""
-    if _is_torch(x):
-        return x.detach().to(dtype=_torch().float64, device="cpu").numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 class _Moments(NamedTuple):
@@ -215,14 +116,6 @@ class _Moments(NamedTuple):
     sq_total_y: float
     rho: tuple[float, float, float] | None
     eps: float
-
-
-def _bad_row_error(fn: str, name: str, idx: int, nrm2: float, normalize: bool) -> ValueError:
-    if normalize and nrm2 == 0.0:
-        return ValueError(f"{fn}: row {idx} of {name} is all zeros, cosine similarity undefined")
-    return ValueError(
-        f"{fn}: row {idx} of {name} has non-finite squared norm {nrm2!r} (NaN/inf entries or |x| > 1e154)"
-    )
 
 
 def _moments(
@@ -662,362 +555,3 @@ def linear_cka(
             )
     return num / math.sqrt(sxx * syy)
 
-
-# ------------------------------------------------------------------------------------- N x N (gram) API
-def _as_square(fn: str, name: str, S: object) -> Any:
-    if _is_torch(S):
-        if S.ndim != 2 or S.shape[0] != S.shape[1]:
-            raise ValueError(f"{fn}: {name} must be a square (N, N) matrix, got shape {tuple(S.shape)}")
-        if not S.dtype.is_floating_point:
-            S = S.to(_torch().float64)
-        return S.detach()
-    a = np.asarray(S)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"{fn}: {name} must be a square (N, N) matrix, got shape {a.shape}")
-    if a.dtype.kind not in "fiu":
-        raise ValueError(f"{fn}: {name} must be a real numeric matrix, got dtype={a.dtype}")
-    return a
-
-
-def _gram_pair(fn: str, S1: Any, S2: Any, n_min: int) -> tuple[Any, Any, int]:
-    S1, S2 = _as_square(fn, "S1", S1), _as_square(fn, "S2", S2)
-    S1, S2 = _match_backend(fn, S1, S2)
-    if S1.shape[0] != S2.shape[0]:
-        raise ValueError(f"{fn}: S1 and S2 must have the same N, got {S1.shape[0]} and {S2.shape[0]}")
-    n = int(S1.shape[0])
-    if n < n_min:
-        raise ValueError(f"{fn}: needs N >= {n_min}, got N={n}")
-    return S1, S2, n
-
-
-def _block_f64(S: Any, r0: int, r1: int) -> Any:
-    b = S[r0:r1]
-    if _is_torch(b):
-        return b.to(_torch().float64)
-    return b.astype(np.float64, copy=False)
-
-
-def _fsum(x: Any) -> float:
-    return float(x.sum())
-
-
-def _check_finite_block(fn: str, name: str, b: Any, r0: int) -> None:
-    if _is_torch(b):
-        ok = bool(_torch().isfinite(b).all())
-    else:
-        ok = bool(np.isfinite(b).all())
-    if not ok:
-        raise ValueError(f"{fn}: {name} has non-finite entries (first in rows >= {r0})")
-
-
-def cka_gram(S1: Any, S2: Any) -> float:
-    """CKA of Sec. 3 / Cor. 1 on given N x N similarity matrices (the N x N definition).
-
-    CKA = <H S1 H, H S2 H>_F / (||H S1 H||_F ||H S2 H||_F),  H = I - (1/N) 1 1^T.
-    (H S H)_ij = S_ij - rowmean_i - colmean_j + grandmean; computed explicitly in float64 row blocks
-    (two passes, no cancellation-prone expansion). S1, S2 need not be symmetric nor in [-1, 1] (the
-    Sigma-space simulation evolves ordered pairs freely, Eq. 1); for such non-PSD S the value can be
-    negative (the [0, 1] range of Sec. 4.1 holds for PSD S, e.g. cosine matrices).
-
-    Shape: S1 (N, N), S2 (N, N); numpy or torch. N >= 2.
-    Raises ValueError if ||H S H||_F <= 1024 eps ||S||_F (zero within rounding, e.g. all rows equal).
-    """
-    fn = "cka_gram"
-    S1, S2, n = _gram_pair(fn, S1, S2, 2)
-    blk = max(1, _GRAM_BLOCK_ELEMS // n)
-    stats = []
-    for name, S in (("S1", S1), ("S2", S2)):
-        row = []
-        col = 0.0
-        for r0 in range(0, n, blk):
-            b = _block_f64(S, r0, min(n, r0 + blk))
-            _check_finite_block(fn, name, b, r0)
-            row.append(b.mean(1))
-            col = col + b.sum(0)
-        if _is_torch(S):
-            row = _torch().cat(row)
-        else:
-            row = np.concatenate(row)
-        col = col / n
-        stats.append((row, col, float(row.mean())))
-    (r1m, c1m, g1), (r2m, c2m, g2) = stats
-    k12 = k11 = k22 = s11 = s22 = 0.0
-    for r0 in range(0, n, blk):
-        r1 = min(n, r0 + blk)
-        b1 = _block_f64(S1, r0, r1)
-        b2 = _block_f64(S2, r0, r1)
-        s11 += _fsum(b1 * b1)
-        s22 += _fsum(b2 * b2)
-        b1 = b1 - r1m[r0:r1, None] - c1m[None, :] + g1
-        b2 = b2 - r2m[r0:r1, None] - c2m[None, :] + g2
-        k12 += _fsum(b1 * b2)
-        k11 += _fsum(b1 * b1)
-        k22 += _fsum(b2 * b2)
-    eps = float(np.finfo(np.float64).eps)
-    for name, k, s in (("S1", k11, s11), ("S2", k22, s22)):
-        if math.sqrt(k) <= _TOL_EPS * eps * math.sqrt(s):
-            raise ValueError(
-                f"{fn}: centred similarity matrix H {name} H has zero norm "
-                f"(all N={n} rows/columns identical?)"
-            )
-    return k12 / (math.sqrt(k11) * math.sqrt(k22))
-
-
-def _tri_mask(like: Any, r0: int, r1: int, n: int, triangle: str) -> Any:
-    if _is_torch(like):
-        t = _torch()
-        i = t.arange(r0, r1, device=like.device)[:, None]
-        j = t.arange(n, device=like.device)[None, :]
-    else:
-        i = np.arange(r0, r1)[:, None]
-        j = np.arange(n)[None, :]
-    if triangle == "upper":
-        return j > i
-    if triangle == "lower":
-        return j < i
-    return j != i
-
-
-def rsa_gram(S1: Any, S2: Any, triangle: str = "upper") -> float:
-    """RSA of Sec. 3 / Cor. 2 on given N x N similarity matrices (the N x N definition).
-
-    RSA = Pearson( vec_Delta(1 - S1), vec_Delta(1 - S2) ) over the M = N(N-1)/2 entries i < j
-    (``triangle="upper"``, the paper's definition). Pearson(1 - a, 1 - b) = Pearson(a, b), so the entries of
-    S are used directly. Two-pass (means, then centred products) in float64 row blocks.
-
-    Non-symmetric S (ordered-pair Sigma of the simulation): with ``"upper"`` only S_ij, i < j enters and
-    the lower triangle is IGNORED; ``"lower"`` uses i > j; ``"both"`` uses all N(N-1) off-diagonal entries
-    (for a symmetric S all three give the same value). The diagonal never enters.
-
-    Shape: S1 (N, N), S2 (N, N); numpy or torch. N >= 3.
-    Raises ValueError if the selected entries of S1 or S2 are constant: std <= 1024 eps * max(RMS of the
-    entries s, RMS of the RDM entries 1 - s), i.e. constant within the rounding of S or of 1 - S.
-    """
-    fn = "rsa_gram"
-    if triangle not in RSA_TRIANGLES:
-        raise ValueError(f"{fn}: triangle must be one of {', '.join(RSA_TRIANGLES)}, got triangle={triangle!r}")
-    S1, S2, n = _gram_pair(fn, S1, S2, 3)
-    blk = max(1, _GRAM_BLOCK_ELEMS // n)
-    m = 0
-    sa = sb = 0.0
-    for r0 in range(0, n, blk):
-        r1 = min(n, r0 + blk)
-        mask = _tri_mask(S1, r0, r1, n, triangle)
-        a = _block_f64(S1, r0, r1)[mask]
-        b = _block_f64(S2, r0, r1)[mask]
-        _check_finite_block(fn, "S1", a, r0)
-        _check_finite_block(fn, "S2", b, r0)
-        m += int(a.shape[0])
-        sa += _fsum(a)
-        sb += _fsum(b)
-    ma, mb = sa / m, sb / m
-    cab = caa = cbb = 0.0
-    for r0 in range(0, n, blk):
-        r1 = min(n, r0 + blk)
-        mask = _tri_mask(S1, r0, r1, n, triangle)
-        a = _block_f64(S1, r0, r1)[mask] - ma
-        b = _block_f64(S2, r0, r1)[mask] - mb
-        cab += _fsum(a * b)
-        caa += _fsum(a * a)
-        cbb += _fsum(b * b)
-    eps = float(np.finfo(np.float64).eps)
-    # Rounding scale: the larger RMS of the entries s and of the RDM entries 1 - s
-    # (mean s^2 = var + mean^2, mean (1-s)^2 = var + (1 - mean)^2).
-    for name, var_sum, mean in (("S1", caa, ma), ("S2", cbb, mb)):
-        var = var_sum / m
-        scale = math.sqrt(var + max(mean * mean, (1.0 - mean) ** 2))
-        if math.sqrt(var) <= _TOL_EPS * eps * scale:
-            raise ValueError(
-                f"{fn}: {triangle}-triangle RDM entries of {name} are constant (zero variance over "
-                f"M={m} entries), Pearson correlation undefined"
-            )
-    return cab / (math.sqrt(caa) * math.sqrt(cbb))
-
-
-# ------------------------------------------------------------------------------------------------ NCCC
-def _labels_np(fn: str, name: str, y: object, n: int) -> np.ndarray:
-    a = y.detach().cpu().numpy() if _is_torch(y) else np.asarray(y)
-    if a.ndim != 1 or a.shape[0] != n:
-        raise ValueError(f"{fn}: {name} must have shape ({n},), got shape {a.shape}")
-    if a.dtype.kind not in "iub":
-        raise ValueError(f"{fn}: {name} must be integer class labels, got dtype={a.dtype}")
-    return a.astype(np.int64)
-
-
-def nccc_accuracy(
-    train_feats: Any,
-    train_labels: Any,
-    test_feats: Any,
-    test_labels: Any,
-    normalize: bool = True,
-    *,
-    chunk_size: int = 8192,
-) -> float:
-    """Nearest class-centre classifier (NCCC) accuracy (Galanti et al., 2022; paper Sec. 5, Tab. 1).
-
-    Class centres mu_c = mean of the training features of class c; a test point is assigned the class
-    argmin_c ||f(x) - mu_c||_2 = argmax_c (f(x) . mu_c - ||mu_c||^2 / 2) (ties: smallest label).
-    normalize=True l2-normalises every feature row (train and test) BEFORE the centres are formed; the
-    centres themselves are not renormalised. Computed in float64 (torch inputs on their device).
-
-    Shape: train_feats (N, d), train_labels (N,) int, test_feats (M, d), test_labels (M,) int.
-    Returns the fraction of test points classified correctly, in [0, 1].
-    Raises ValueError for mismatched shapes, a zero row with normalize=True, or a test label that has no
-    training example (it could never be predicted).
-    """
-    fn = "nccc_accuracy"
-    Xtr, Xte = _as_2d(fn, "train_feats", train_feats), _as_2d(fn, "test_feats", test_feats)
-    if Xtr.shape[1] != Xte.shape[1]:
-        raise ValueError(
-            f"{fn}: train_feats and test_feats must have the same dimension, "
-            f"got {Xtr.shape[1]} and {Xte.shape[1]}"
-        )
-    if Xtr.shape[0] < 1 or Xte.shape[0] < 1:
-        raise ValueError(f"{fn}: needs >= 1 train and test row, got {Xtr.shape[0]} and {Xte.shape[0]}")
-    ytr = _labels_np(fn, "train_labels", train_labels, int(Xtr.shape[0]))
-    yte = _labels_np(fn, "test_labels", test_labels, int(Xte.shape[0]))
-    classes, inv = np.unique(ytr, return_inverse=True)
-    missing = np.setdiff1d(np.unique(yte), classes)
-    if missing.size:
-        raise ValueError(
-            f"{fn}: test label {int(missing[0])} has no training example (training classes: {classes.size})"
-        )
-    Xtr, Xte = _match_backend(fn, Xtr, Xte)
-    n_cls = classes.size
-    torch_in = _is_torch(Xtr)
-    t = _torch()
-
-    def prep(Z, name, s, e):
-        b = Z[s:e].to(t.float64) if torch_in else Z[s:e].astype(np.float64)
-        nrm2 = (b * b).sum(1)
-        bad = ~(t.isfinite(nrm2) if torch_in else np.isfinite(nrm2))
-        if normalize:
-            bad = bad | (nrm2 == 0)
-        if bool(bad.any()):
-            i = int(t.nonzero(bad)[0, 0]) if torch_in else int(np.flatnonzero(bad)[0])
-            raise _bad_row_error(fn, name, s + i, float(nrm2[i]), bool(normalize))
-        if normalize:
-            b = b / nrm2.sqrt()[:, None] if torch_in else b / np.sqrt(nrm2)[:, None]
-        return b
-
-    d = int(Xtr.shape[1])
-    if torch_in:
-        sums = t.zeros((n_cls, d), dtype=t.float64, device=Xtr.device)
-        inv_t = t.as_tensor(inv, device=Xtr.device)
-    else:
-        sums = np.zeros((n_cls, d), dtype=np.float64)
-    for s in range(0, int(Xtr.shape[0]), chunk_size):
-        e = min(int(Xtr.shape[0]), s + chunk_size)
-        b = prep(Xtr, "train_feats", s, e)
-        if torch_in:
-            sums.index_add_(0, inv_t[s:e], b)
-        else:
-            _add_by_class(sums, inv[s:e], b)
-    counts = np.bincount(inv, minlength=n_cls).astype(np.float64)
-    if torch_in:
-        mu = sums / t.as_tensor(counts, device=Xtr.device)[:, None]
-    else:
-        mu = sums / counts[:, None]
-    half_sq = 0.5 * (mu * mu).sum(1)
-    correct = 0
-    for s in range(0, int(Xte.shape[0]), chunk_size):
-        e = min(int(Xte.shape[0]), s + chunk_size)
-        b = prep(Xte, "test_feats", s, e)
-        score = b @ mu.T - half_sq[None, :]
-        pred = score.argmax(1)
-        pred = pred.cpu().numpy() if torch_in else pred
-        correct += int((classes[pred] == yte[s:e]).sum())
-    return correct / int(Xte.shape[0])
-
-
-def _add_by_class(sums: np.ndarray, idx: np.ndarray, b: np.ndarray) -> None:
-    """sums[c] += sum of the rows b[i] with idx[i] == c (sorted segments, np.add.reduceat)."""
-    order = np.argsort(idx, kind="stable")
-    sidx = idx[order]
-    starts = np.flatnonzero(np.r_[True, sidx[1:] != sidx[:-1]])
-    sums[sidx[starts]] += np.add.reduceat(b[order], starts, axis=0)
-
-
-# ------------------------------------------------------------------------------------- weight gap
-class WeightGap(NamedTuple):
-    """Relative weight gap of Sec. 5.1 / Fig. 6: per entry ||w_a - w_b||_F / (0.5 (||w_a||_F + ||w_b||_F))."""
-
-    per_layer: dict[str, float]
-    total: float  # sum over layers (the paper's formula)
-
-    @property
-    def mean(self) -> float:
-        """Average over layers (Fig. 6 speaks of the "average weight gap")."""
-        return self.total / len(self.per_layer)
-
-
-_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def _np_weight(v: Any) -> Any:
-    if _is_torch(v):
-        return v.detach()
-    return np.asarray(v)
-
-
-def relative_weight_gap(
-    model_a_state: Mapping[str, Any],
-    model_b_state: Mapping[str, Any],
-    keys: Iterable[str] | None = None,
-) -> WeightGap:
-    """Relative weight gap (Sec. 5.1):  sum_l ||w_a^l - w_b^l||_F / (0.5 (||w_a^l||_F + ||w_b^l||_F)).
-
-    Operates on state_dict-style mappings name -> tensor/array; each entry is one "layer" l (weights and
-    biases are separate entries). keys=None uses every floating-point entry present in both, except
-    BatchNorm running statistics (names ending in running_mean / running_var / num_batches_tracked), which
-    are buffers, not weights. When both w_a^l and w_b^l are exactly zero the layers are identical and the
-    gap is 0 (not 0/0). Norms in float64.
-
-    Returns WeightGap(per_layer: dict name -> gap, total: sum of the gaps); ``.mean`` averages them.
-    Raises ValueError for different key sets, a missing key, mismatched shapes, non-finite weights or an
-    empty selection.
-    """
-    fn = "relative_weight_gap"
-    if not isinstance(model_a_state, Mapping) or not isinstance(model_b_state, Mapping):
-        raise ValueError(f"{fn}: states must be mappings name -> tensor, got {type(model_a_state).__name__}, "
-                         f"{type(model_b_state).__name__}")
-    if keys is None:
-        ka, kb = set(model_a_state), set(model_b_state)
-        if ka != kb:
-            diff = sorted(ka ^ kb)
-            raise ValueError(f"{fn}: the two states have different keys, e.g. {diff[0]!r} is in only one")
-
-        def is_float(v: Any) -> bool:
-            w = _np_weight(v)
-            return w.dtype.is_floating_point if _is_torch(w) else w.dtype.kind == "f"
-
-        sel = [k for k in model_a_state if not k.endswith(_BN_BUFFERS) and is_float(model_a_state[k])]
-    else:
-        if isinstance(keys, str):
-            raise ValueError(f"{fn}: keys must be an iterable of names, got the string {keys!r}")
-        sel = list(keys)
-        for k in sel:
-            if k not in model_a_state or k not in model_b_state:
-                where = "model_a_state" if k not in model_a_state else "model_b_state"
-                raise ValueError(f"{fn}: key {k!r} missing from {where}")
-    if not sel:
-        raise ValueError(f"{fn}: no floating-point weights selected")
-    gaps: dict[str, float] = {}
-    for k in sel:
-        a, b = _np_weight(model_a_state[k]), _np_weight(model_b_state[k])
-        if tuple(a.shape) != tuple(b.shape):
-            raise ValueError(f"{fn}: {k!r} has shape {tuple(a.shape)} in model a and {tuple(b.shape)} in model b")
-        if _is_torch(a) or _is_torch(b):
-            t = _torch()
-            a = t.as_tensor(a).to(t.float64)
-            b = t.as_tensor(b).to(device=a.device, dtype=t.float64)
-            na, nb = float(t.linalg.vector_norm(a)), float(t.linalg.vector_norm(b))
-            nd = float(t.linalg.vector_norm(a - b))
-        else:
-            a, b = a.astype(np.float64), b.astype(np.float64)
-            na, nb = float(np.linalg.norm(a.ravel())), float(np.linalg.norm(b.ravel()))
-            nd = float(np.linalg.norm((a - b).ravel()))
-        if not (math.isfinite(na) and math.isfinite(nb) and math.isfinite(nd)):
-            raise ValueError(f"{fn}: {k!r} has non-finite weights")
-        gaps[k] = 0.0 if na + nb == 0.0 else nd / (0.5 * (na + nb))
-    return WeightGap(gaps, float(sum(gaps.values())))
