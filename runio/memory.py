@@ -56,6 +56,12 @@ def check_memory(need: float, what: str, available: int | None = None, fraction:
                          f"available; choose smaller sizes")
 
 
-def sigma_run_bytes(items: int, itemsize: int = 8) -> int:
-    """Peak bytes of a Sigma-space run over ``items`` = M = N V items (:data:`SIGMA_RUN_MATRICES` (M, M) matrices)."""
-    return SIGMA_RUN_MATRICES * int(items) * int(items) * int(itemsize)
+#: (B, 2B) float64 arrays a step holds at its peak with the per-step checks on (logits, softmax, gradients)
+SIGMA_STEP_ARRAYS = 10
+
+
+def sigma_run_bytes(items: int, batch_size: int = 0, itemsize: int = 8) -> int:
+    """Peak bytes of a Sigma-space run over ``items`` = M = N V items with batch size B: :data:`SIGMA_RUN_MATRICES`
+    (M, M) matrices plus :data:`SIGMA_STEP_ARRAYS` (B, 2B) step arrays, ``itemsize`` bytes per entry."""
+    M, B = int(items), int(batch_size)
+    return (SIGMA_RUN_MATRICES * M * M + SIGMA_STEP_ARRAYS * B * 2 * B) * int(itemsize)

@@ -6,7 +6,7 @@
   directory is refused with one line naming the holder's pid; the kernel drops the lock when the holder exits
   or is killed (SIGKILL included), so a crashed run never blocks the next one. On acquiring the lock the stale
   ``.*.tmp`` files of a killed atomic write are removed (:func:`runio.files.remove_stale_tmp`). On release the
-  lock file is removed, and so is the directory if the lock created it and it is still empty (a run refused
+  lock file is removed, and so are the directories the lock created if they are still empty (a run refused
   for bad input leaves nothing behind). Where ``fcntl`` does not exist (Windows) the lock is a no-op.
 
 Example::
@@ -76,7 +76,7 @@ class OutDirLock:
         self.flag = flag
         self.clean_tmp = clean_tmp
         self._fd: int | None = None
-        self._created = False
+        self._created: list[Path] = []  # directories this lock created, deepest first
         self.removed_tmp: list[Path] = []
 
     @property
@@ -85,9 +85,9 @@ class OutDirLock:
 
     def acquire(self) -> "OutDirLock":
         check_out_dir(self.path, self.flag)
-        if not self.path.exists():
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._created = True
+        missing = [d for d in (self.path, *self.path.parents) if not d.exists()]
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._created = [d for d in missing if d.is_dir()]
         lock = self.path / LOCK_NAME
         for _ in range(5):
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -118,12 +118,13 @@ class OutDirLock:
         return self
 
     def _undo_created(self) -> None:
-        if self._created:
+        """Remove the directories this lock created, deepest first, as long as they are empty."""
+        for d in self._created:
             try:
-                self.path.rmdir()
+                d.rmdir()
             except OSError:
-                pass
-            self._created = False
+                break
+        self._created = []
 
     def release(self) -> None:
         """Unlock, remove the lock file, and the directory if this lock created it and it is empty."""
@@ -139,6 +140,7 @@ class OutDirLock:
         self._fd = None
         if self._created and not any(self.path.iterdir()):
             self._undo_created()
+        self._created = []
 
     def __enter__(self) -> "OutDirLock":
         return self.acquire()

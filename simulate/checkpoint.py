@@ -1,4 +1,4 @@
-"""Run state of a coupled run and its checkpoint file (bit-exact resume)."""
+"""Run state of a coupled run and its checkpoint file (bit-exact resume; the file format is runio.checkpoint's)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-import runio
+from runio.checkpoint import load_checkpoint as _load
+from runio.checkpoint import save_checkpoint
 
 from .config import SigmaConfig
 
@@ -57,22 +58,22 @@ def _save_checkpoint(out_dir: Path, cfg: SigmaConfig, state: CoupledState, suite
         "eval_rows": state.eval_rows,
         "checks": suite.state_dict() if suite is not None else None,
     }
-    runio.atomic_write(_ckpt_path(out_dir), lambda f: torch.save(payload, f))
+    save_checkpoint(_ckpt_path(out_dir), payload)
+
+
+#: keys every Sigma-space checkpoint holds
+_REQUIRED = ("version", "config", "step", "sigma_cl", "sigma_ns", "drift_sq", "batch_gen", "aug_gen", "step_rows",
+             "eval_rows", "checks")
 
 
 def load_checkpoint(out_dir: Path | str) -> dict:
-    """Read ``out_dir/checkpoint.pt`` (ValueError if missing)."""
-    path = _ckpt_path(Path(out_dir))
-    if not path.is_file():
-        raise ValueError(f"no checkpoint to resume from: {path} does not exist")
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as e:  # truncated / overwritten / not a torch file: one line, nothing else touched
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({msg}); delete it or rerun without --resume") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} is corrupt: expected a dict of run state, got {type(state).__name__}")
-    return state
+    """Read ``out_dir/checkpoint.pt`` (runio.checkpoint format: atomic, SHA-256 trailer).
+
+    One-line ValueError if it is missing, truncated, corrupt, or another program's file. The claim tracker's
+    state holds numpy arrays, so the payload is unpickled with ``weights_only=False`` -- after its digest and
+    trailer were verified; load only checkpoints of your own runs.
+    """
+    return _load(_ckpt_path(Path(out_dir)), required=_REQUIRED, weights_only=False)
 
 
 def _dynamics(d: dict) -> dict:

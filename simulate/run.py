@@ -21,7 +21,7 @@ from .batches import batch_items, draw_batch
 from .certificates import certificates, upper_std
 from .checkpoint import CoupledState, _dynamics, _save_checkpoint, load_checkpoint
 from .config import NonFiniteError, SigmaConfig, eta_values, theory_constants, validate_config
-from .layout import build_geometry
+from .layout import build_layout
 from .reference import make_reference
 from .report import format_verdict_table
 from .step import apply_step, compute_step, full_drift
@@ -79,6 +79,8 @@ def _eval_point(state: CoupledState, sigma0: Tensor, consts: dict, bounds: dict,
     row["cka_cl_vs_init"] = cka_gram(S1, sigma0)
     row["max_abs_sigma_cl"] = float(S1.abs().max())
     row["frac_outside_cl"] = float((S1.abs() > 1.0).double().mean())
+    row["max_abs_sigma_ns"] = float(S2.abs().max())  # NSCL leaves [-1, 1] faster than CL (project=none)
+    row["frac_outside_ns"] = float((S2.abs() > 1.0).double().mean())
     return row
 
 @dataclass
@@ -114,7 +116,7 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
     batch = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
     rows, cols = batch_items(batch, ctx.V)
     lab = ctx.item_labels
-    geom = build_geometry(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric)
+    geom = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric)
     st = compute_step(state.sigma_cl, state.sigma_ns, geom, ctx.tau)
     if not (_all_finite(st.p_cl) and _all_finite(st.q_ns)):
         raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
@@ -166,6 +168,10 @@ def run_sigma_descent(
     ValueError naming the step) when a gradient or Sigma becomes non-finite, after writing the outputs so far.
     """
     validate_config(cfg)
+    if cfg.init_path is None:  # one line instead of an allocation crash for a huge N or B
+        M0 = cfg.n * (1 if cfg.views == "identity" else cfg.view_slots)
+        runio.check_memory(runio.sigma_run_bytes(M0, cfg.batch_size),
+                           f"Sigma-space run with M = N V = {M0} items and B = {cfg.batch_size}")
     t_start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -198,9 +204,6 @@ def run_sigma_descent(
         "command_line": argv if argv is not None else None,
         "dtype": "float64",
     }
-    if out is not None:
-        runio.write_json(out / "config.json", config_doc)
-
     suite = None
     if cfg.checks:
         suite = CheckSuite(
@@ -228,6 +231,8 @@ def run_sigma_descent(
             torch.Generator().manual_seed(int(cfg.batch_seed)), torch.Generator().manual_seed(int(cfg.aug_seed)),
         )
         state.eval_rows.append(_eval_point(state, ref.sigma0, consts, bounds, cfg))  # step 0 (D_0 = 0)
+    if out is not None:  # after the resume checks: a refused --resume leaves the record of the run it refused
+        runio.write_json(out / "config.json", config_doc)
     ctx = RunContext(N=N, B=B, V=V, M=M, tau=cfg.tau, replacement=cfg.replacement,
                      symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip", item_labels=ref.item_labels,
                      eta=eta, bounds=bounds, consts=consts)

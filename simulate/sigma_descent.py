@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import sys
 from pathlib import Path
@@ -94,16 +93,8 @@ def default_threads(cfg: SigmaConfig) -> int:
     return min(2, os.cpu_count() or 1) if items >= 4096 else 1
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors in ONE line ("prog: error: ...") with exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = runio.OneLineParser(
         prog=_PROG,
         description="Coupled CL/NSCL similarity-space descent (Eq. 1) with per-step checks of Lemmas 1-8, Cor. 3, "
                     "Thm. 1 and Cors. 1-2. Defaults are SigmaConfig's (shown below).",
@@ -162,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (bit-exact)")
     g.add_argument("--save-sigma", dest="save_sigma", action="store_true", help="write sigma_cl.npy, sigma_ns.npy")
     g.add_argument("--no-plot", dest="plot", action="store_false", help="skip the figure")
-    g.add_argument("--config", help="JSON file of SigmaConfig fields (flags given here override it)")
+    g.add_argument("--config", help="TOML or JSON file of SigmaConfig fields, or a run's config.json (flags given here "
+                                    "override it)")
     g.add_argument("--out", help="output directory (default runs/sigma_descent)")
     g.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: 2 when Sigma has >= 4096 items and >= 2 cores, else 1; "
@@ -176,25 +168,37 @@ def build_parser() -> argparse.ArgumentParser:
 _NOT_CONFIG = {"config", "out", "quiet", "compare", "resume", "seed", "threads"}
 
 
+def _check_init_path_sizes(d: dict, explicit: set) -> None:
+    """With ``init_path`` the sizes come from the loaded labels: an explicit n / classes that disagrees with
+    them is refused in one line (instead of being silently overridden)."""
+    if d.get("init_path") is None or not explicit or d.get("labels_path") is None:
+        return
+    import numpy as np
+
+    try:
+        labels = np.load(d["labels_path"], allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"labels_path {d['labels_path']!r} cannot be read as .npy: {runio.one_line(e)}") from None
+    have = {"n": int(labels.shape[0]) if labels.ndim else 0, "classes": int(np.unique(labels).size)}
+    for k in sorted(explicit):
+        if d.get(k) != have[k]:
+            raise ValueError(f"{k}={d.get(k)!r} conflicts with init_path {d['init_path']!r} (its labels give "
+                             f"{k}={have[k]}); drop --{k} or make it match")
+
+
 def config_from_args(ns: argparse.Namespace, base: dict | None = None) -> SigmaConfig:
     """SigmaConfig from defaults <- ``base`` (e.g. --config or a checkpoint) <- flags given explicitly."""
     d = SigmaConfig().to_dict()
     if base:
         d.update(base)
+    file_keys: set = set()
     if getattr(ns, "config", None):
-        p = Path(ns.config)
-        if not p.is_file():
-            raise ValueError(f"config file not found: {p}")
-        try:
-            doc = runio.read_json(p)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config file {p} is not valid JSON: {e}") from None
-        if isinstance(doc, dict) and "config" in doc and isinstance(doc["config"], dict):
-            doc = doc["config"]  # accept a run's config.json
-        if not isinstance(doc, dict):
-            raise ValueError(f"config file {p} must hold a JSON object")
+        doc = runio.load_config(ns.config)  # TOML or JSON, a run's config.json included
+        runio.check_keys(doc, d, f"config key in {ns.config!r}; SigmaConfig")
+        file_keys = set(doc)
         d.update(doc)
     given = {k: v for k, v in vars(ns).items() if k not in _NOT_CONFIG}
+    _check_init_path_sizes(d, {k for k in ("n", "classes") if k in given or k in file_keys})
     if "seed" in vars(ns):
         i, b, a = derive_seeds(ns.seed)
         d.update(init_seed=i, batch_seed=b, aug_seed=a)
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     quiet = bool(getattr(ns, "quiet", False))
+    lock = None
     try:
         if getattr(ns, "compare", None):
             from .report import compare_checks
@@ -221,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_allocator()
         out = Path(getattr(ns, "out", "runs/sigma_descent"))
         resume = bool(getattr(ns, "resume", False))
+        lock = runio.OutDirLock(out).acquire()  # one writer per --out; stale *.tmp of a killed run removed
         base = None
         if resume:
             base = load_checkpoint(out)["config"]
@@ -231,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads if threads is not None else default_threads(cfg))
         res = run_sigma_descent(cfg, out, quiet=quiet, resume=resume, argv=[_PROG] + argv)
     except ValueError as e:  # includes NonFiniteError (outputs so far are written)
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        sys.stderr.write(f"{_PROG}: error: {msg}\n")
-        return 2
+        return runio.fail(_PROG, e)
+    finally:
+        if lock is not None:
+            lock.release()
     if not quiet:
         print(res.verdict)
         state = "completed" if res.completed else f"stopped after {res.steps_completed} steps (resume with --resume)"
