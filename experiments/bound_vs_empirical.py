@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from runio import command_line, package_versions, write_csv, write_json
+from runio import command_line, package_versions, read_json, write_csv, write_json
 from theory.bounds import (
     appc_eq7_unrolled,
     appc_eq9_bound,
@@ -59,10 +59,24 @@ from theory.constants import delta_c_delta, eps_b_delta
 from theory.alignment_gram import cka_gram
 
 from . import measure as ms
-from .config import RunConfig, parse_config
+from .checkpoint import config_diff
+from .config import RunConfig, parse_cli
 from .data import ImageDataset, class_subset, fixed_subset, load_dataset
+from .run_record import (
+    CKPT_NAME,
+    STATUS_NAME,
+    WEIGHTS_FINAL,
+    WEIGHTS_INIT,
+    load_run_checkpoint,
+    records_from_text,
+    records_to_text,
+    run_status,
+    save_run_checkpoint,
+    save_weights,
+    write_status,
+)
 
-__all__ = ["run_experiment", "prepare", "load_data", "format_table", "write_csv", "write_json", "main", "THM1_NOTE",
+__all__ = ["run_experiment", "run_status", "check_resume", "RESUME_MUTABLE_KEYS", "prepare", "load_data", "format_table", "write_csv", "write_json", "main", "THM1_NOTE",
            "MAX_SURROGATE_ITEMS"]
 
 THM1_NOTE = "Thm 1 is proved for the Σ-space surrogate, not for the network"
@@ -182,7 +196,7 @@ class _Surrogate:
         self.remainders: list[dict] = []
 
     def step(self, idx: Tensor, eta: float) -> None:
-        from simulate.layout import build_geometry
+        from simulate.layout import build_layout
         from simulate.step import apply_step, compute_step
 
         idx = idx.cpu()
@@ -190,7 +204,7 @@ class _Surrogate:
         a = torch.randint(2, (B,), generator=self.orient_gen)
         rows = 2 * idx + a
         cols = torch.cat([rows, 2 * idx + (1 - a)])
-        geom = build_geometry(rows, cols, self.item_labels[rows], self.item_labels[cols], self.M, False)
+        geom = build_layout(rows, cols, self.item_labels[rows], self.item_labels[cols], self.M, False)
         st = compute_step(self.sigma_cl, self.sigma_ns, geom, self.tau)
         self.g_norms["CL"].append(float(torch.linalg.matrix_norm(st.U_cl)))
         self.g_norms["NSCL"].append(float(torch.linalg.matrix_norm(st.U_ns)))
@@ -237,13 +251,111 @@ def _frob_drift(za: Tensor, zb: Tensor) -> float:
     return math.sqrt(max(sq, 0.0))
 
 
-def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any]:
-    """Train, measure, write every output file into ``cfg.out``; returns the metrics.json document."""
+#: RunConfig keys that may differ between a checkpoint and the run resuming it (they leave the numbers alone)
+RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights")
+#: result rows and scalars of a run's state that a checkpoint stores as JSON text (records_to_text)
+_RECORD_KEYS = ("eta", "metric_rows", "model_rows", "theory_rows", "gap_rows", "surrogate_rows", "G_run",
+                "beta_run", "xi", "notes", "eval_s", "hook_s")
+#: models up to this many parameters get weights_init.pt / weights_final.pt when save_weights is None (auto)
+SAVE_WEIGHTS_MAX_PARAMS = 5_000_000
+
+
+def check_resume(cfg: RunConfig) -> str:
+    """What ``run_experiment(cfg, resume=True)`` will do: "done" (a finished run with this config is in
+    ``cfg.out``: nothing to do), "resume" (continue from ``cfg.out/ckpt.pt``) or "fresh" (no checkpoint there:
+    start from step 0). A checkpoint or finished run written with a different config raises a one-line
+    ValueError naming the differing keys (and nothing in ``cfg.out`` is touched)."""
+    out = Path(cfg.out)
+    status = run_status(out)
+    if status == "done":
+        saved = read_json(out / "config.json").get("config", {})
+        _check_same_config(cfg, saved, f"finished run in {str(out)!r}")
+        return "done"
+    ckpt = out / CKPT_NAME
+    if status == "partial" and ckpt.is_file():
+        _check_same_config(cfg, load_run_checkpoint(ckpt)["config"], f"checkpoint {str(ckpt)!r}")
+        return "resume"
+    return "fresh"
+
+
+def _check_same_config(cfg: RunConfig, saved: dict, where: str) -> None:
+    # a record written before a key existed compares as the default (old records stay resumable)
+    saved = {**RunConfig().to_dict(), **saved}
+    new = cfg.to_dict()
+    diff = config_diff(new, saved, ignore=RESUME_MUTABLE_KEYS)
+    if diff:
+        parts = [f"{k}: saved {saved.get(k, '<missing>')!r}, given {new.get(k, '<missing>')!r}" for k in diff]
+        raise ValueError(f"cannot resume: {where} was written with a different config ({'; '.join(parts)})")
+
+
+def _wants_weights(cfg: RunConfig, s: "_Setup") -> bool:
+    if cfg.save_weights is not None:
+        return cfg.save_weights
+    n = max(sum(p.numel() for p in m.parameters()) for m in s.trainer.models.values())
+    return n <= SAVE_WEIGHTS_MAX_PARAMS
+
+
+def _checkpoint_payload(s: "_Setup", state: dict, theory_gen: torch.Generator) -> dict[str, Any]:
+    sur = s.surrogate
+    sur_state = None
+    if sur is not None:
+        sur_state = {"sigma_cl": sur.sigma_cl, "sigma_ns": sur.sigma_ns, "orient_gen": sur.orient_gen.get_state(),
+                     "records": records_to_text({"g_norms": sur.g_norms, "L_hat": sur.L_hat, "M_hat": sur.M_hat,
+                                                 "remainders": sur.remainders})}
+    lb = state.get("last_batch")
+    return {"config": s.cfg.to_dict(), "step": s.trainer.step, "trainer": s.trainer.state_dict(),
+            "theory_gen": theory_gen.get_state(), "records": records_to_text({k: state[k] for k in _RECORD_KEYS}),
+            "prev": state["prev"], "step_dir": state.get("step_dir"),
+            "last_batch": None if lb is None else list(lb), "surrogate": sur_state}
+
+
+def _restore(s: "_Setup", state: dict, theory_gen: torch.Generator, ck: dict, path: Path) -> None:
+    tr = s.trainer
+    tr.load_state_dict(ck["trainer"], strict_config=False)
+    torch.set_rng_state(ck["trainer"]["cpu_rng"])
+    if tr.on_cuda and ck["trainer"].get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ck["trainer"]["cuda_rng"], tr.device)
+    prev = ck["trainer"].get("manifest", {}).get("resumed_from") or []
+    tr.manifest["resumed_from"] = list(prev) + [{"path": str(path), "step": tr.step}]
+    theory_gen.set_state(ck["theory_gen"])
+    state.update(records_from_text(ck["records"]))
+    state["prev"] = ck["prev"]
+    state["step_dir"] = ck["step_dir"]
+    state["last_batch"] = None if ck["last_batch"] is None else tuple(ck["last_batch"])
+    sur = s.surrogate
+    if sur is not None:
+        ss = ck["surrogate"]
+        sur.sigma_cl, sur.sigma_ns = ss["sigma_cl"], ss["sigma_ns"]
+        sur.orient_gen.set_state(ss["orient_gen"])
+        rec = records_from_text(ss["records"])
+        sur.g_norms, sur.L_hat, sur.M_hat, sur.remainders = rec["g_norms"], rec["L_hat"], rec["M_hat"], rec["remainders"]
+
+
+def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = None) -> dict[str, Any]:
+    """Train, measure, write every output file into ``cfg.out``; returns the metrics.json document.
+
+    resume=False: a fresh run (a stale ``ckpt.pt`` / ``status.json`` in ``cfg.out`` is removed first).
+    resume=True: see :func:`check_resume`; a finished run is not repeated (its metrics.json is returned), a
+    checkpoint is continued so that every result file equals an uninterrupted run's (timings aside), and with
+    no checkpoint the run starts from step 0. Checkpoints: ``cfg.out/ckpt.pt`` every ``cfg.checkpoint_every``
+    epochs and on SIGINT / SIGTERM (then :class:`experiments.train.TrainingInterrupted` propagates).
+    ``status.json`` reads "running" until every file is written, then "done" (:func:`run_status`).
+    """
+    from .train import TrainingInterrupted
+
     t_start = time.perf_counter()
+    out = Path(cfg.out)
+    mode = check_resume(cfg) if resume else "fresh"
+    if mode == "done":
+        return read_json(out / "metrics.json", nonfinite=True)
+    ck = load_run_checkpoint(out / CKPT_NAME) if mode == "resume" else None
     s = setup if setup is not None else prepare(cfg)
     tr = s.trainer
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if ck is None:
+        for stale in (out / CKPT_NAME, out / STATUS_NAME):
+            stale.unlink(missing_ok=True)
+    write_status(out, "running")
     theory_gen = torch.Generator().manual_seed(cfg.theory_seed)
     state: dict[str, Any] = {
         "eta": [], "metric_rows": [], "model_rows": [], "theory_rows": [], "gap_rows": [], "surrogate_rows": [],
@@ -265,6 +377,11 @@ def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any
                               f"with anchors={cfg.anchors!r} (2B anchors); use --anchors first for a like-for-like run")
     if s.surrogate is not None and s.contrastive != "CL":
         state["notes"].append("surrogate: the Sigma-space run uses the CL loss; the network's contrastive model is DCL")
+    if cfg.label_noise > 0:
+        state["notes"].append(f"random-label control: label_noise={cfg.label_noise} (seed {cfg.label_noise_seed}): "
+                              "NSCL / SCL / CE trained on randomised labels; CKA / RSA, NCCC, linear probe and the "
+                              "reference-batch loss gap use the true labels; Lem 7 and beta use the last training "
+                              "batch with the labels training saw")
     track_prev = cfg.theory or (s.surrogate is not None and cfg.surrogate_constants)
     if track_prev:
         state["prev"] = {n: {k: p.detach().clone() for k, p in tr.models[n].named_parameters()} for n in cfg.losses}
@@ -303,14 +420,49 @@ def run_experiment(cfg: RunConfig, setup: _Setup | None = None) -> dict[str, Any
             for n in state["prev"]:
                 state["prev"][n] = {k: p.detach().clone() for k, p in trainer.models[n].named_parameters()}
 
+    ckpt_path = out / CKPT_NAME
+    ckpt_steps = set()
+    if cfg.checkpoint_every > 0:
+        every = cfg.checkpoint_every * tr.steps_per_epoch
+        ckpt_steps = set(range(every, s.T + 1, every))
+
+    def checkpoint() -> None:
+        save_run_checkpoint(ckpt_path, _checkpoint_payload(s, state, theory_gen))
+
+    def on_step_then_checkpoint(trainer, t: int, idx: Tensor, views: Tensor) -> None:
+        on_step(trainer, t, idx, views)
+        if t + 1 in ckpt_steps and t + 1 not in s.eval_steps:  # else after the evaluation of step t + 1
+            checkpoint()
+
     def on_eval(trainer, epoch: int, step: int) -> None:
         t0 = time.perf_counter()
         _evaluate(s, state, epoch, step, theory_gen)
         _write_tables(out, state)
         state["eval_s"] += time.perf_counter() - t0
+        if step in ckpt_steps:
+            checkpoint()
 
-    tr.fit(on_step=on_step, on_eval=on_eval, eval_every=s.eval_every)
-    return _finish(s, state, out, t_start)
+    if ck is not None:
+        _restore(s, state, theory_gen, ck, ckpt_path)
+    else:
+        _write_config(s, state, out)
+        if _wants_weights(cfg, s):
+            save_weights(out / WEIGHTS_INIT, tr.models)
+    if tr.step < s.T:  # a checkpoint at the last step: only the files are left to write
+        try:
+            tr.fit(on_step=on_step_then_checkpoint, on_eval=on_eval, eval_every=s.eval_every)
+        except TrainingInterrupted:  # the interrupted step and its hooks are complete: a consistent state
+            checkpoint()
+            if not cfg.quiet:
+                print(f"bound_vs_empirical: checkpoint saved to {ckpt_path}; continue with --resume",
+                      file=sys.stderr, flush=True)
+            raise
+    doc = _finish(s, state, out, t_start)
+    if _wants_weights(cfg, s):
+        save_weights(out / WEIGHTS_FINAL, tr.models)
+    ckpt_path.unlink(missing_ok=True)
+    write_status(out, "done")
+    return doc
 
 
 def _embed_all(s: _Setup) -> dict[str, dict[str, tuple[Tensor, Tensor]]]:
@@ -519,6 +671,17 @@ def _write_tables(out: Path, state: dict) -> None:
         write_csv(out / "surrogate.csv", state["surrogate_rows"])
 
 
+def _write_config(s: _Setup, state: dict, out: Path) -> dict:
+    """Write ``out/config.json`` (config, resolved values, Thm 1 note); returns the resolved values."""
+    tr = s.trainer
+    resolved = {"C": s.C, "N_train": len(s.train), "N_test": len(s.test), "steps_per_epoch": tr.steps_per_epoch,
+                "total_steps": s.T, "eval_every": s.eval_every, "contrastive": s.contrastive,
+                "pairs": [f"{a}-{b}" for a, b in s.pairs], "eps_b_delta": s.eps, "Delta": s.Delta,
+                "Delta_note": s.Delta_note, "sum_eta": float(np.sum(state["eta"]))}
+    write_json(out / "config.json", {"config": s.cfg.to_dict(), "resolved": resolved, "thm1_note": THM1_NOTE})
+    return resolved
+
+
 def _manifest(s: _Setup) -> dict:
     m = s.trainer.manifest_dict()
     cfg = s.cfg
@@ -540,11 +703,7 @@ def _finish(s: _Setup, state: dict, out: Path, t_start: float) -> dict:
     write_csv(out / "steps.csv", steps)
     if s.surrogate is not None and s.surrogate.remainders:
         write_csv(out / "surrogate_remainders.csv", s.surrogate.remainders)
-    resolved = {"C": s.C, "N_train": len(s.train), "N_test": len(s.test), "steps_per_epoch": tr.steps_per_epoch,
-                "total_steps": s.T, "eval_every": s.eval_every, "contrastive": s.contrastive,
-                "pairs": [f"{a}-{b}" for a, b in s.pairs], "eps_b_delta": s.eps, "Delta": s.Delta,
-                "Delta_note": s.Delta_note, "sum_eta": float(np.sum(state["eta"]))}
-    write_json(out / "config.json", {"config": cfg.to_dict(), "resolved": resolved, "thm1_note": THM1_NOTE})
+    resolved = _write_config(s, state, out)
     write_json(out / "manifest.json", _manifest(s))
     final_rows = [r for r in state["metric_rows"] if r["step"] == s.T]
     doc = {"config": cfg.to_dict(), "resolved": resolved, "notes": state["notes"], "thm1_note": THM1_NOTE,
@@ -602,17 +761,18 @@ def _num(v: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     prog = "bound_vs_empirical"
     try:
-        cfg = parse_config(argv)
+        cfg, resume = parse_cli(argv)
         if cfg.threads > 0:  # CLI process only (library code never changes the thread count)
             torch.set_num_threads(cfg.threads)
-        setup = prepare(cfg)
+        mode = check_resume(cfg) if resume else "fresh"
+        setup = None if mode == "done" else prepare(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad flag/value, missing or malformed dataset path
         print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     from experiments.train import TrainingDiverged
 
     try:
-        doc = run_experiment(cfg, setup)
+        doc = run_experiment(cfg, resume=resume, setup=setup)
     except (ValueError, TrainingDiverged) as e:  # NaN loss, batch without negatives, ...: one line, no traceback
         print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 1

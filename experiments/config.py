@@ -34,7 +34,7 @@ from theory.losses import LOSS_KINDS
 
 from .models import ARCHS
 
-__all__ = ["RunConfig", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "config_from_dict"]
+__all__ = ["RunConfig", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "parse_cli", "config_from_dict"]
 
 #: losses a model can be trained with (the same set as experiments.train.TRAIN_LOSSES)
 PAIR_LOSSES = LOSS_KINDS + ("CE",)
@@ -108,6 +108,8 @@ class RunConfig:
     init_seed: int = 0
     order_seed: int = 1
     aug_seed: int = 2
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
     # theory
     delta: float = 0.01
     theory: bool = True
@@ -123,6 +125,8 @@ class RunConfig:
     lp_l2: float = 1e-4
     # output
     out: str = "runs/bound_vs_empirical"
+    checkpoint_every: int = 1
+    save_weights: bool | None = None
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -177,7 +181,7 @@ class RunConfig:
         if self.ref_batch > self.ref_train:
             raise ValueError(f"ref_batch must be <= ref_train={self.ref_train}, got ref_batch={self.ref_batch}")
         for name in ("class_seed", "data_seed", "ref_seed", "init_seed", "order_seed", "aug_seed", "theory_seed",
-                     "eval_every", "beta_dirs", "theory_evals", "threads"):
+                     "eval_every", "beta_dirs", "theory_evals", "threads", "label_noise_seed", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {name}={getattr(self, name)!r}")
         for name in ("width", "lr", "fd_rel"):
@@ -186,6 +190,8 @@ class RunConfig:
         for name in ("momentum", "weight_decay", "warmup_epochs", "grad_clip", "aug_strength", "lp_l2"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {name}={getattr(self, name)!r}")
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise ValueError(f"label_noise must be in [0, 1], got label_noise={self.label_noise!r}")
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got momentum={self.momentum!r}")
         if self.warmup_epochs > self.epochs:
@@ -216,7 +222,8 @@ class RunConfig:
                     epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
                     weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs, grad_clip=self.grad_clip,
                     aug_strength=self.aug_strength, device=self.device, bf16=self.bf16, channels_last=False,
-                    init_seed=self.init_seed, order_seed=self.order_seed, aug_seed=self.aug_seed, out_dir=None)
+                    init_seed=self.init_seed, order_seed=self.order_seed, aug_seed=self.aug_seed,
+                    label_noise=self.label_noise, label_noise_seed=self.label_noise_seed, out_dir=None)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -237,13 +244,14 @@ _KINDS: dict[str, str] = {
     "eval_every": "int", "device": "str", "threads": "int", "bf16": "bool", "init_seed": "int", "order_seed": "int",
     "aug_seed": "int", "delta": "float", "theory": "bool", "theory_evals": "int", "g_pairs": "int", "beta_dirs": "int",
     "fd_rel": "float", "theory_seed": "int", "surrogate": "bool", "surrogate_constants": "bool",
-    "lp_iters": "int", "lp_l2": "float", "out": "str", "quiet": "bool",
+    "lp_iters": "int", "lp_l2": "float", "out": "str", "quiet": "bool", "label_noise": "float",
+    "label_noise_seed": "int", "checkpoint_every": "int", "save_weights": "optbool",
 }
 
 
 def _coerce(name: str, v: Any, kind: str) -> Any:
     bad = ValueError(f"{name} must be {_KIND_WORDS[kind]}, got {name}={v!r}")
-    if kind in ("optstr", "optint") and v is None:
+    if kind in ("optstr", "optint", "optbool") and v is None:
         return None
     if kind in ("str", "optstr"):
         if isinstance(v, Path):
@@ -259,7 +267,7 @@ def _coerce(name: str, v: Any, kind: str) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad
         return float(v)
-    if kind == "bool":
+    if kind in ("bool", "optbool"):
         if not isinstance(v, bool):
             raise bad
         return v
@@ -275,6 +283,7 @@ def _coerce(name: str, v: Any, kind: str) -> Any:
 
 _KIND_WORDS = {"str": "a non-empty string", "optstr": "a string or absent", "int": "an integer",
                "optint": "an integer or absent", "float": "a number", "bool": "true or false",
+               "optbool": "true, false or absent (auto)",
                "strlist": "a list of names"}
 
 
@@ -393,6 +402,11 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g.add_argument("--init-seed", dest="init_seed", type=int)
     g.add_argument("--order-seed", dest="order_seed", type=int)
     g.add_argument("--aug-seed", dest="aug_seed", type=int)
+    g.add_argument("--label-noise", dest="label_noise", type=float,
+                   help="random-label control: each training label the supervised losses (NSCL, SCL, CE) see is "
+                        "replaced with probability p by a uniform draw (1 = random labels; evaluation and probes "
+                        f"use the true labels) ({d.label_noise})")
+    g.add_argument("--label-noise-seed", dest="label_noise_seed", type=int)
     g = p.add_argument_group("theory")
     g.add_argument("--delta", type=float, help=f"confidence delta of Cor. 3 ({d.delta})")
     _bool_flag(g, "theory", "estimate G, beta; check Lem. 7 and Thm. 2 (default on)")
@@ -409,6 +423,12 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g.add_argument("--lp-iters", dest="lp_iters", type=int)
     g.add_argument("--lp-l2", dest="lp_l2", type=float)
     g.add_argument("--out", help=f"output directory ({d.out})")
+    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
+                   help=f"epochs between checkpoints (out/ckpt.pt; 0 = none) ({d.checkpoint_every})")
+    _bool_flag(g, "save-weights", "write weights_init.pt / weights_final.pt (default: on for models with at most "
+               "5M parameters)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
+                   "(refused if the config differs; a finished run is left as it is)")
     _bool_flag(p, "quiet", "no progress bar, no table")
     return p
 
@@ -418,12 +438,19 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     return dataclass_from_dict(RunConfig, d)
 
 
-def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
-    """defaults <- TOML (``--config``) <- flags. Raises a one-line ValueError for any bad input."""
+def parse_cli(argv: Sequence[str] | None = None) -> tuple[RunConfig, bool]:
+    """(config, resume): defaults <- TOML (``--config``) <- flags, and whether ``--resume`` was given.
+    Raises a one-line ValueError for any bad input."""
     ns = vars(build_parser().parse_args(argv))
     merged: dict[str, Any] = {}
     path = ns.pop("config", None)
+    resume = bool(ns.pop("resume", False))
     if path is not None:
         merged.update(load_toml(path))
     merged.update(ns)
-    return config_from_dict(merged)
+    return config_from_dict(merged), resume
+
+
+def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
+    """defaults <- TOML (``--config``) <- flags (``--resume`` is ignored here, see :func:`parse_cli`)."""
+    return parse_cli(argv)[0]

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "noisy_labels",
     "DATASET_NAMES",
     "FASHION_MNIST_DIRS",
     "FASHION_MNIST_CLASSES",
@@ -665,3 +666,29 @@ def fixed_subset(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
     seed = _check_int("seed", seed, 0)
     idx = balanced_indices(ds.labels, n, ds.num_classes, np.random.default_rng(seed))
     return ds.subset(torch.from_numpy(idx).to(ds.images.device), name=f"{ds.name}[fixed{n},seed={seed}]")
+
+
+def noisy_labels(labels: Tensor, num_classes: int, p: float, seed: int) -> Tensor:
+    """Random-label control (issue 6 item 8): each label is replaced, with probability ``p`` and independently,
+    by a label drawn uniformly from ``{0, ..., num_classes - 1}`` (the draw may equal the old label).
+
+    ``p = 0`` returns an unchanged copy; ``p = 1`` gives i.i.d. uniform labels, independent of the images. The
+    draw is fixed by ``seed`` (its own ``torch.Generator``, no global RNG). Shape: labels (N,) long -> (N,) long.
+
+    >>> noisy_labels(torch.tensor([0, 1, 2, 3]), 4, 0.0, seed=0).tolist()
+    [0, 1, 2, 3]
+    """
+    if not isinstance(labels, Tensor) or labels.dim() != 1:
+        raise ValueError(f"labels must be a 1-d tensor, got {type(labels).__name__} {tuple(getattr(labels, 'shape', ()))}")
+    num_classes = _check_int("num_classes", num_classes, 1)
+    seed = _check_int("seed", seed, 0)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"p must be a number in [0, 1], got p={p!r}")
+    out = labels.detach().clone()
+    if p == 0.0 or out.numel() == 0:
+        return out
+    g = torch.Generator().manual_seed(seed)
+    n = out.numel()
+    replace = torch.rand(n, generator=g, dtype=torch.float64) < float(p)  # p = 1: always (rand < 1)
+    draw = torch.randint(num_classes, (n,), generator=g, dtype=torch.long)
+    return torch.where(replace.to(out.device), draw.to(out.device, out.dtype), out)

@@ -175,13 +175,18 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def wrap_model(model: nn.Module, ctx: DistContext | None, device: torch.device, sync_bn: bool = True) -> nn.Module:
-    """DistributedDataParallel wrapper (identity without a group); BatchNorm -> SyncBatchNorm on CUDA.
+def wrap_model(model: nn.Module, ctx: DistContext | None, device: torch.device,
+               sync_bn: bool | None = None) -> nn.Module:
+    """DistributedDataParallel wrapper (identity without a group); BatchNorm -> SyncBatchNorm if ``sync_bn``.
 
-    Raises ValueError for a BatchNorm model in CPU DDP with ``sync_bn=True`` (SyncBatchNorm runs only on GPUs).
+    sync_bn None (auto): on exactly when ``device`` is CUDA (NCCL); on CPU (gloo) each rank keeps its own
+    BatchNorm statistics. Raises ValueError for a BatchNorm model in CPU DDP with ``sync_bn=True``
+    (SyncBatchNorm runs only on GPUs).
     """
     if ctx is None or ctx.world_size == 1:
         return model
+    if sync_bn is None:
+        sync_bn = device.type == "cuda"
     if has_batchnorm(model) and sync_bn:
         if device.type != "cuda":
             raise ValueError(

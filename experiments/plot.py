@@ -52,8 +52,8 @@ def _save(fig, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p)
+    for p in paths:  # no creation date in the PDF: the same figure gives the same bytes (resume tests)
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     _plt().close(fig)
     return paths
 

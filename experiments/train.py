@@ -63,7 +63,7 @@ from theory.losses import LOSS_KINDS, contrastive_loss, contrastive_masks, maske
 from . import distributed as D
 from .augment import SimCLRAugment
 from .checkpoint import atomic_write_json, config_diff, load_checkpoint, save_checkpoint
-from .data import ImageDataset
+from .data import ImageDataset, noisy_labels
 from .models import ARCHS, SimCLRModel, build_simclr_model
 from .optim import build_optimizer, warmup_cosine
 
@@ -115,7 +115,11 @@ class TrainConfig:
     lr: base learning rate (the paper uses 0.3 * floor(B / 256) with LARS). warmup_epochs may be fractional.
     grad_clip: max global gradient norm per model (0 = off). device: "auto" (CUDA if available), "cpu",
     "cuda", "cuda:N". bf16 / channels_last apply on CUDA only; compile wraps each model in torch.compile.
-    sync_bn: convert BatchNorm to SyncBatchNorm under DDP (CUDA only). digest: keep the SHA-256 input digests.
+    sync_bn: convert BatchNorm to SyncBatchNorm under DDP; None (default) = on exactly when training on CUDA
+    under DDP (SyncBatchNorm does not run on CPU: CPU DDP keeps per-rank statistics). digest: keep the SHA-256
+    input digests.
+    label_noise / label_noise_seed: random-label control, the labels the supervised losses (NSCL, SCL, CE) see
+    are :func:`experiments.data.noisy_labels` of the true ones (p = 1: uniform random labels).
     anchors: "both" (SimCLR, 2B anchors) or "first" (the paper's B anchors, Sec. 3).
     proj_hidden: None = the backbone's feature_dim (2048 -> 2048 -> 128 for ResNet-50, Sec. 5).
     aug_preset: a SimCLRAugment.for_dataset name (App. A settings, e.g. "cifar10"), or None for
@@ -144,10 +148,12 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False
-    sync_bn: bool = True
+    sync_bn: bool | None = None
     init_seed: int = 0
     order_seed: int = 1
     aug_seed: int = 2
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
     ckpt_every: int = 0
     out_dir: str | None = None
     digest: bool = True
@@ -194,13 +200,19 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be <= epochs={self.epochs}, got warmup_epochs={self.warmup_epochs!r}")
         self.grad_clip = check_nonneg_float("grad_clip", self.grad_clip)
         self.aug_strength = check_nonneg_float("aug_strength", self.aug_strength)
-        for name in ("init_seed", "order_seed", "aug_seed", "ckpt_every"):
+        for name in ("init_seed", "order_seed", "aug_seed", "ckpt_every", "label_noise_seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {name}={v!r}")
-        for name in ("bf16", "channels_last", "compile", "sync_bn", "digest"):
+        for name in ("bf16", "channels_last", "compile", "digest"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {name}={getattr(self, name)!r}")
+        if self.sync_bn is not None and not isinstance(self.sync_bn, bool):
+            raise ValueError(f"sync_bn must be None (auto), True or False, got sync_bn={self.sync_bn!r}")
+        if (isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float))
+                or not 0.0 <= self.label_noise <= 1.0):
+            raise ValueError(f"label_noise must be a number in [0, 1], got label_noise={self.label_noise!r}")
+        self.label_noise = float(self.label_noise)
         if self.aug_blur is not None and not isinstance(self.aug_blur, bool):
             raise ValueError(f"aug_blur must be None, True or False, got aug_blur={self.aug_blur!r}")
         self.make_augment(32)  # validates aug_preset / aug_strength
@@ -438,7 +450,10 @@ class LockstepTrainer:
         self.dataset_info = dataset_fingerprint(train_set)
         # the whole uint8 dataset lives on the device (uploaded once)
         self.images = train_set.images.to(self.device)
-        self.labels = train_set.labels.to(self.device)
+        #: labels the supervised losses see (``cfg.label_noise``: randomised); ``true_labels``: the dataset's
+        self.true_labels = train_set.labels.to(self.device)
+        self.labels = noisy_labels(train_set.labels, train_set.num_classes, cfg.label_noise,
+                                   cfg.label_noise_seed).to(self.device)
         _, c, h, w = train_set.images.shape
         self.augment = cfg.make_augment(h)
 
@@ -502,6 +517,9 @@ class LockstepTrainer:
                                                            "rank": self.dist.rank, "backend": self.dist.backend},
             "git": git_state(),
             "dataset": self.dataset_info,
+            "label_noise": {"p": cfg.label_noise, "seed": cfg.label_noise_seed,
+                            "changed": int((self.labels != self.true_labels).sum()),
+                            "note": "applied to the training labels of NSCL, SCL and CE; evaluation uses true labels"},
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
         }
