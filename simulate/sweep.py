@@ -14,7 +14,6 @@ mean over the runs that share the cell) are written as PNG + PDF with ``simulate
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import hashlib
 import json
@@ -27,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runio import as_float, read_csv, write_csv
+from runio import as_float, read_csv, write_csv, write_json
+from runio.cli import OneLineParser, fail, parse_with_config, record
+from runio.outdir import OutDirLock
 
 __all__ = [
     "AXES",
@@ -353,7 +354,7 @@ def plot_heatmaps(rows: list[dict], out_dir: Path | str, x: str = "tau", y: str 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulate.sweep``: grid of coupled Sigma-space runs -> sweep.csv + heat-maps (resumable)."""
-    ap = argparse.ArgumentParser(prog="python -m simulate.sweep", description=main.__doc__)
+    ap = OneLineParser(prog="python -m simulate.sweep", description=main.__doc__)
     g = ap.add_argument_group("swept axes (comma lists; ints 'a-b'; 'lin:a:b:n', 'log:a:b:n')")
     g.add_argument("--classes", default="2,5,10")
     g.add_argument("--tau", default="0.2,0.5,1.0")
@@ -381,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--no-keep-runs", action="store_true", help="do not keep the per-run folders")
     g.add_argument("--quick", action="store_true", help="tiny grid (2 x 2 runs, 10 steps) to check the pipeline")
     g.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_with_config(ap, argv)
+    lock = None
     try:
         if args.quick:
             args.classes, args.tau, args.batch_size, args.eta, args.seeds = "2,3", "0.5,1.0", "32", "1.0", "0"
@@ -396,10 +398,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_values(args.classes, int), parse_values(args.tau, float), parse_values(args.batch_size, int),
             parse_values(args.eta, float), parse_values(args.seeds, int), args.n_per_class, base,
         )  # fmt: skip
+        lock = OutDirLock(args.out).acquire()  # one sweep per --out; stale *.tmp of a killed sweep removed
         res = run_sweep(tasks, args.out, jobs=args.jobs, keep_runs=not args.no_keep_runs, quiet=args.quiet,
                         x=args.x, y=args.y)  # fmt: skip
+        # the run record (after --quick filled in its values): python -m simulate.sweep --config OUT/config.json
+        write_json(Path(args.out) / "config.json", record(args, exclude=("config", "out", "quiet", "quick"),
+                                                          command_line=[ap.prog, *(sys.argv[1:] if argv is None else argv)]))
     except ValueError as e:
-        ap.error(str(e))
+        return fail(ap.prog, e)
+    finally:
+        if lock is not None:
+            lock.release()
     if not args.quiet:
         print(f"{res['ran']} run(s) done, {res['skipped']} skipped (already in {Path(args.out) / CSV_NAME})")
         for p in res["figures"]:
