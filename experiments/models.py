@@ -38,7 +38,7 @@ __all__ = [
     "count_parameters",
 ]
 
-ARCHS = ("mlp", "small_cnn", "resnet18", "resnet50")
+ARCHS = ("mlp", "small_cnn", "resnet18", "resnet50", "vit_tiny", "vit_base")  # ViTs: experiments/vit.py
 
 
 def _generator(seed: int | torch.Generator) -> torch.Generator:
@@ -244,7 +244,8 @@ def build_encoder(arch: str, in_channels: int = 3, width: float = 1.0, image_siz
                   seed: int | torch.Generator = 0, zero_init_residual: bool = False) -> nn.Module:
     """Backbone by name (``ARCHS``), deterministically initialised from ``seed``; has ``.feature_dim``.
 
-    ``image_size`` matters only for ``mlp`` (input dimension); the convolutional encoders take any size.
+    ``image_size`` matters only for ``mlp`` (input dimension) and the ViTs (token count); the convolutional
+    encoders take any size.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got arch={arch!r}")
@@ -262,9 +263,15 @@ def build_encoder(arch: str, in_channels: int = 3, width: float = 1.0, image_siz
             net = resnet50(in_channels, width)
         elif arch == "small_cnn":
             net = SmallCNN(in_channels, width)
+        elif arch.startswith("vit_"):
+            from .vit import build_vit
+
+            net = build_vit(arch, in_channels, image_size, width)
         else:
             net = MLPEncoder(in_channels, image_size, width)
     init_weights(net, g, zero_init_residual)
+    if hasattr(net, "reset_tokens"):  # ViT: CLS token and position table from the same generator
+        net.reset_tokens(g)
     return net
 
 
