@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simulate.batches import batch_items, draw_batch  # noqa: E402
 from simulate.checkpoint import CoupledState  # noqa: E402
 from simulate.config import SigmaConfig, eta_values, theory_constants  # noqa: E402
-from simulate.layout import build_geometry  # noqa: E402
+from simulate.layout import build_layout  # noqa: E402
 from simulate.reference import make_reference  # noqa: E402
 from simulate.run import RunContext, _bounds, advance  # noqa: E402
 from simulate.tracker import CheckSuite  # noqa: E402
@@ -87,7 +87,7 @@ def time_floor(cfg: SigmaConfig, steps: int, repeats: int, warmup: int) -> tuple
         for _ in range(n):
             b = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
             rows, cols = batch_items(b, ctx.V)
-            out.append(build_geometry(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric).lin)
+            out.append(build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric).block_index)
         return out
 
     S1, S2 = state.sigma_cl.view(-1), state.sigma_ns.view(-1)

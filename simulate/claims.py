@@ -40,7 +40,7 @@ from theory.losses import (
     softmax_mass_split,
 )
 
-from .layout import build_geometry
+from .layout import build_layout
 from .step import compute_step
 
 
@@ -215,7 +215,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     from the CL softmax of the update (theory.losses.class_split_from_softmax: no further exp pass; a direct
     logsumexp if a class mass underflows), all on the (R, K) anchor rows of the block.
     """
-    g = st.geom
+    g = st.layout
     B, tau = g.B, st.tau
     Lip, Delta, inj = consts["lipschitz"], consts["Delta"], consts["inject"]
     ri = g.row_inv  # anchor -> its row
@@ -232,8 +232,8 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     U_ns_at_cl = g.rows_to_block(contrastive_grad_from_softmax(q_at_cl, g.bprep_ns, tau, g.row_scale))
     U_cl_at_ns = g.rows_to_block(contrastive_grad_prepared(g.logit_rows(st.blk_ns), g.bprep_cl, tau, g.row_scale).grad)
     # class masses of the CL softmax at Sigma^CL (Lem. 4, Cor. 3, Lem. 6) from p itself: no further exp pass
-    same_f = 1.0 - g.other_blk_f  # same-label columns (p is 0 where no key of D_s sits)
-    split = class_split_from_softmax(st.p_cl, softmax_lse(st.sm_cl), None, None, same_f, g.other_blk_f,
+    same_f = 1.0 - g.other_label_mask  # same-label columns (p is 0 where no key of D_s sits)
+    split = class_split_from_softmax(st.p_cl, softmax_lse(st.sm_cl), None, None, same_f, g.other_label_mask,
                                      rows_of(n_pos_a), rows_of(n_neg_a), need_q=False)
     if split is None:  # a class group's softmax mass underflowed (logit range > ~700 tau): direct computation
         ms = softmax_mass_split(st.sim_cl, g.den_cl, g.same_class, tau)  # per anchor
@@ -244,7 +244,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
 
     # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients g_s = (p_r - e_pos(s))/tau on row r (merged keys);
     # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i)
-    own_a = g.own_c[ri]
+    own_a = g.own_col[ri]
 
     def per_anchor_sq(p: Tensor, valid: Tensor) -> Tensor:
         Pa = p.index_select(0, ri)
@@ -273,8 +273,8 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     if not g.symmetric:
         # NSCL reads (r, c) iff the labels of row item r and column item c differ; CL reads every block entry
         # except an anchor row's own column when no other key sits there (only the self-masked key)
-        d_ns = math.sqrt(float((d2 * g.other_blk_f).sum()))
-        d2.view(-1).index_fill_(0, g.lone_own, 0.0)
+        d_ns = math.sqrt(float((d2 * g.other_label_mask).sum()))
+        d2.view(-1).index_fill_(0, g.self_only_entries, 0.0)
         d_cl = math.sqrt(float(d2.sum()))
     else:
         # one scatter of  den_NSCL + w den_CL  with w = 4B + 1 > any NSCL count per entry
@@ -292,7 +292,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     # Lem. 4 / Cor. 3: masses at Sigma^CL; largest |logit| in each CL denominator (the row without the lone
     # own entry; 0 for an empty one)
     absl = g.logit_rows(st.blk_cl).abs()
-    absl.view(-1).index_fill_(0, g.lone_own, 0.0)
+    absl.view(-1).index_fill_(0, g.self_only_entries, 0.0)
     abs_logit = absl.amax(1)[ri]
     in_range = abs_logit <= 1.0
     n_pos, n_neg = n_pos_a, n_neg_a
@@ -326,14 +326,14 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims["Cor3_mass"] = _eval(z_ratio, Delta / 2.0, prem)
 
     # Lem. 6 at Sigma^CL: p (CL softmax) and q (NSCL softmax at the same Sigma^CL), per key. On a column
-    # holding m keys of D_s the row softmaxes carry m times the per-key value (q: m = cnt on other-label
-    # columns; p: also on same-label ones, the row's own column holding cnt - 1), so
+    # holding m keys of D_s the row softmaxes carry m times the per-key value (q: m = keys_per_col on other-label
+    # columns; p: also on same-label ones, the row's own column holding keys_per_col - 1), so
     # ||p - q||_1 = sum_c |p_c - q_c| and ||p - q||_2^2 = sum_c (p_c - q_c)^2 / m_c.
     dpq = st.p_cl - q_at_cl
     l1 = dpq.abs().sum(1)
-    dd = dpq.square_().mul_((1.0 / g.cnt.to(torch.float64))[None, :])
-    own_idx = torch.arange(g.R) * g.K + g.own_c
-    m_own = g.cnt[g.own_c].to(torch.float64)
+    dd = dpq.square_().mul_((1.0 / g.keys_per_col.to(torch.float64))[None, :])
+    own_idx = torch.arange(g.R) * g.K + g.own_col
+    m_own = g.keys_per_col[g.own_col].to(torch.float64)
     dd.view(-1)[own_idx] *= m_own / (m_own - 1.0).clamp(min=1.0)  # own column: m = cnt - 1 (0 entries if cnt = 1)
     l2 = dd.sum(1).sqrt()
     l1, l2 = l1[ri], l2[ri]
@@ -342,7 +342,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims["L6_identity"] = _eval(l1, 2.0 * ms.alpha, has_neg)
     # Lem. 3 NSCL display at Sigma^NSCL, per key (not merged: the display is about the logit gradient):
     # sum over negative keys of q_k^2 = sum_c q_c^2 / cnt_c; the positive key adds (-1/tau)^2
-    s2 = st.q_ns.square().mul_((1.0 / g.cnt.to(torch.float64))[None, :]).sum(1)[ri] / (tau * tau)
+    s2 = st.q_ns.square().mul_((1.0 / g.keys_per_col.to(torch.float64))[None, :]).sum(1)[ri] / (tau * tau)
     claims["L3_nscl_display"] = _eval(s2 + has_neg.to(torch.float64) / (tau * tau), s2, has_neg)
 
     # Lem. 8 and the Thm. 1 recurrence (step-level premise)
@@ -378,13 +378,13 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
 
 def snapshot(st, step: int, eta: float, drift_t: float, drift_next: float, batch, consts: dict, C: int) -> dict:
     """Everything needed to recompute one step's claims (numpy arrays; saved as .npz)."""
-    g = st.geom
+    g = st.layout
     return {
         "step": step, "eta": eta, "tau": st.tau, "B": g.B, "M": g.M, "C": C, "symmetric": g.symmetric,
         "samples": batch.samples.numpy(), "anchor_slot": batch.anchor_slot.numpy(), "pos_slot": batch.pos_slot.numpy(),
         "rows": g.rows.numpy(), "cols": g.cols.numpy(),
         "anchor_labels": g.anchor_labels.numpy(), "key_labels": g.key_labels.numpy(),
-        "block_rows": g.block_rows.numpy(), "block_cols": g.uc.numpy(),
+        "block_rows": g.block_rows.numpy(), "block_cols": g.unique_cols.numpy(),
         "sigma_cl_block": st.blk_cl.numpy().copy(), "sigma_ns_block": st.blk_ns.numpy().copy(),
         "drift_t": drift_t, "drift_next": drift_next,
         "Delta": consts["Delta"], "eps": consts["eps"], "lipschitz": consts["lipschitz"],
@@ -398,15 +398,15 @@ def reproduce_counterexample(path: str | Path) -> dict[str, float]:
     Sigma is rebuilt on the local item set (the block's columns), so only the saved block is needed.
     """
     z = np.load(path, allow_pickle=False)
-    uc = torch.as_tensor(z["block_cols"])
-    K = int(uc.shape[0])
-    loc = lambda items: torch.searchsorted(uc, torch.as_tensor(items))  # noqa: E731
+    block_cols = torch.as_tensor(z["block_cols"])
+    K = int(block_cols.shape[0])
+    loc = lambda items: torch.searchsorted(block_cols, torch.as_tensor(items))  # noqa: E731
     S_cl = torch.zeros(K, K, dtype=torch.float64)
     S_ns = torch.zeros(K, K, dtype=torch.float64)
     br = loc(z["block_rows"])
     S_cl[br] = torch.as_tensor(z["sigma_cl_block"])
     S_ns[br] = torch.as_tensor(z["sigma_ns_block"])
-    geom = build_geometry(loc(z["rows"]), loc(z["cols"]), torch.as_tensor(z["anchor_labels"]),
+    geom = build_layout(loc(z["rows"]), loc(z["cols"]), torch.as_tensor(z["anchor_labels"]),
                           torch.as_tensor(z["key_labels"]), K, bool(z["symmetric"]))
     st = compute_step(S_cl, S_ns, geom, float(z["tau"]))
     consts = {k: float(z[k]) for k in ("Delta", "eps", "lipschitz", "inject", "frac_bound")}

@@ -20,44 +20,45 @@ from torch import Tensor
 from theory.losses import PreparedMasks
 
 
-class Geometry:
+class BatchLayout:
     """Index bookkeeping of one step (shared by both runs and the checks).
 
-    rows (B,) anchor items; cols (2B,) key items; ur (R,) / uc (K,) sorted unique rows / cols with inverse maps
-    row_inv (B,), col_inv (2B,); the rows are a subset of the cols (the anchor is its own self-masked key).
-    The touched block is Sigma[block_rows][:, uc]: block_rows = ur (ordered) or uc (symmetric: the update
-    G + G^T also touches the transpose). anchor_block_row (B,) = row of each anchor within the block;
-    lin (R K,) = flat indices of the block in the (M, M) matrix; flat_rc (2 B^2,) = flat index of each (anchor,
-    key) logit within the block (its gather index and its scatter index).
+    rows (B,) anchor items; cols (2B,) key items; unique_rows (R,) / unique_cols (K,) the sorted unique rows /
+    cols, with inverse maps row_inv (B,), col_inv (2B,); the rows are a subset of the cols (the anchor is its own
+    self-masked key). The touched block is Sigma[block_rows][:, unique_cols]: block_rows = unique_rows (ordered)
+    or unique_cols (symmetric: the update G + G^T also touches the transpose). anchor_block_row (B,) = row of
+    each anchor within the block; block_index (R K,) = flat indices of the block in the (M, M) matrix;
+    flat_rc (2 B^2,) = flat index of each (anchor, key) logit within the block (its gather and scatter index).
 
-    Computed on first use (cached): the block-level data of the hot path (own_c, cnt, n_r, row_scale, lab_r,
-    lab_c, other_blk_f, lone_own, and the multiset PreparedMasks bprep_cl / bprep_ns of the (R, K) anchor rows);
-    the (B, 2B) bool masks of theory.losses.contrastive_masks (same_class, pos_cl, den_cl, pos_ns, den_ns) and
-    their PreparedMasks (prep_cl, prep_ns); the coalescing plan of the (B, 2B) scatter (ordered Sigma).
+    Computed on first use (cached): the block-level data of the hot path (own_col, keys_per_col, n_r,
+    row_scale, row_labels, col_labels, other_label_mask, self_only_entries, and the multiset PreparedMasks
+    bprep_cl / bprep_ns of the (R, K) anchor rows); the (B, 2B) bool masks of theory.losses.contrastive_masks
+    (same_class, pos_cl, den_cl, pos_ns, den_ns) and their PreparedMasks (prep_cl, prep_ns); the coalescing
+    plan of the (B, 2B) scatter (ordered Sigma).
     """
 
     def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
-                 key_labels: Tensor, ur: Tensor, row_inv: Tensor, uc: Tensor, col_inv: Tensor):
+                 key_labels: Tensor, unique_rows: Tensor, row_inv: Tensor, unique_cols: Tensor, col_inv: Tensor):
         self.B, self.M, self.symmetric = int(B), int(M), bool(symmetric)
         self.rows, self.cols = rows, cols
         self.anchor_labels, self.key_labels = anchor_labels, key_labels
-        self.ur, self.row_inv, self.uc, self.col_inv = ur, row_inv, uc, col_inv
+        self.unique_rows, self.row_inv, self.unique_cols, self.col_inv = unique_rows, row_inv, unique_cols, col_inv
         if symmetric:
-            self.block_rows = uc
+            self.block_rows = unique_cols
             self.anchor_block_row = col_inv[:B]  # the anchor item is key s
         else:
-            self.block_rows = ur
+            self.block_rows = unique_rows
             self.anchor_block_row = row_inv
-        self.lin = (self.block_rows[:, None] * M + uc[None, :]).reshape(-1)
+        self.block_index = (self.block_rows[:, None] * M + unique_cols[None, :]).reshape(-1)
 
     @functools.cached_property
     def flat_rc(self) -> Tensor:
         """(2 B^2,) flat index of each (anchor, key) logit within the block."""
-        return (self.anchor_block_row[:, None] * int(self.uc.shape[0]) + self.col_inv[None, :]).reshape(-1)
+        return (self.anchor_block_row[:, None] * int(self.unique_cols.shape[0]) + self.col_inv[None, :]).reshape(-1)
 
     @property
     def block_shape(self) -> tuple[int, int]:
-        return int(self.block_rows.shape[0]), int(self.uc.shape[0])
+        return int(self.block_rows.shape[0]), int(self.unique_cols.shape[0])
 
     # -- masks (theory.losses conventions: key k < B is anchor k itself, key B + s its positive; ids = positions)
     @functools.cached_property
@@ -121,19 +122,19 @@ class Geometry:
     # U[r] = (1/(B tau)) (n_r p_r - sum_{s on r} e_{pos(s)}) = (n_r / B) (p_r - pos_r/|P_r|)/tau.
     @property
     def R(self) -> int:
-        return int(self.ur.shape[0])
+        return int(self.unique_rows.shape[0])
 
     @property
     def K(self) -> int:
-        return int(self.uc.shape[0])
+        return int(self.unique_cols.shape[0])
 
     @functools.cached_property
-    def own_c(self) -> Tensor:
-        """(R,) column (within uc) of each anchor row's own item."""
-        return torch.searchsorted(self.uc, self.ur)
+    def own_col(self) -> Tensor:
+        """(R,) column (within unique_cols) of each anchor row's own item."""
+        return torch.searchsorted(self.unique_cols, self.unique_rows)
 
     @functools.cached_property
-    def cnt(self) -> Tensor:
+    def keys_per_col(self) -> Tensor:
         """(K,) number of keys on each unique column."""
         return torch.bincount(self.col_inv, minlength=self.K)
 
@@ -148,11 +149,11 @@ class Geometry:
         return self.n_r.to(torch.float64) / self.B
 
     @functools.cached_property
-    def lab_r(self) -> Tensor:
+    def row_labels(self) -> Tensor:
         return torch.zeros(self.R, dtype=self.anchor_labels.dtype).scatter_(0, self.row_inv, self.anchor_labels)
 
     @functools.cached_property
-    def lab_c(self) -> Tensor:
+    def col_labels(self) -> Tensor:
         return torch.zeros(self.K, dtype=self.key_labels.dtype).scatter_(0, self.col_inv, self.key_labels)
 
     @functools.cached_property
@@ -162,21 +163,21 @@ class Geometry:
         return counts[inv]
 
     @functools.cached_property
-    def other_blk_f(self) -> Tensor:
+    def other_label_mask(self) -> Tensor:
         """(R, K) float64: 1 where the column item's label differs from the row's (the NSCL-read entries)."""
-        lr, lc = self.lab_r.to(torch.float64), self.lab_c.to(torch.float64)
+        lr, lc = self.row_labels.to(torch.float64), self.col_labels.to(torch.float64)
         return (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
 
     @functools.cached_property
-    def lone_own(self) -> Tensor:
+    def self_only_entries(self) -> Tensor:
         """(L,) flat (R, K) indices of the entries (r, own column) that no key of D_s reaches (only the self
         key sits there): outside every denominator of the row."""
-        lone = self.cnt[self.own_c] == 1
-        return (torch.arange(self.R) * self.K + self.own_c)[lone]
+        lone = self.keys_per_col[self.own_col] == 1
+        return (torch.arange(self.R) * self.K + self.own_col)[lone]
 
     @functools.cached_property
-    def _logcnt(self) -> Tensor:
-        return torch.log(self.cnt.to(torch.float64))
+    def _log_keys_per_col(self) -> Tensor:
+        return torch.log(self.keys_per_col.to(torch.float64))
 
     @functools.cached_property
     def _pos_unique(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -196,10 +197,11 @@ class Geometry:
 
     @functools.cached_property
     def bprep_cl(self) -> PreparedMasks:
-        """Block PreparedMasks of CL: bias log m(r, c) with m = cnt(c), minus 1 on the row's own column."""
+        """Block PreparedMasks of CL: bias log m(r, c) with m = keys_per_col(c), minus 1 on the row's own column."""
         R, K = self.R, self.K
-        bias = self._logcnt.expand(R, K).clone()
-        bias.view(-1)[torch.arange(R) * K + self.own_c] = torch.log((self.cnt[self.own_c] - 1).to(torch.float64))
+        bias = self._log_keys_per_col.expand(R, K).clone()
+        own = torch.arange(R) * K + self.own_col
+        bias.view(-1)[own] = torch.log((self.keys_per_col[self.own_col] - 1).to(torch.float64))
         valid = torch.ones(R, dtype=torch.bool)
         pr, pc, w = self._block_positives(valid)
         n_den = torch.full((R,), 2 * self.B - 1, dtype=torch.long)
@@ -207,11 +209,11 @@ class Geometry:
 
     @functools.cached_property
     def bprep_ns(self) -> PreparedMasks:
-        """Block PreparedMasks of NSCL: bias log cnt(c) on other-label columns, -inf elsewhere; rows without
+        """Block PreparedMasks of NSCL: bias log keys_per_col(c) on other-label columns, -inf elsewhere; rows without
         an other-label key are invalid (their anchors have no negative: zero gradient)."""
         R = self.R
         # log cnt - (1/other - 1): 1/1 - 1 = 0 and 1/0 - 1 = inf, so the bias is exactly log cnt or -inf
-        bias = torch.sub(self._logcnt[None, :], torch.reciprocal(self.other_blk_f).sub_(1.0))
+        bias = torch.sub(self._log_keys_per_col[None, :], torch.reciprocal(self.other_label_mask).sub_(1.0))
         n_neg = 2 * (self.B - self.same_count)  # (B,) keys with another label
         n_den = torch.zeros(R, dtype=torch.long).scatter_(0, self.row_inv, n_neg)
         valid = n_den > 0
@@ -220,13 +222,13 @@ class Geometry:
 
     def logit_rows(self, blk: Tensor) -> Tensor:
         """(R, K) logits of the unique anchor rows: the block itself (ordered) or its anchor rows (symmetric)."""
-        return blk.index_select(0, self.own_c) if self.symmetric else blk
+        return blk.index_select(0, self.own_col) if self.symmetric else blk
 
     def rows_to_block(self, U_rows: Tensor) -> Tensor:
         """Block gradient from the (R, K) anchor-row gradient (symmetric: embedded and symmetrised)."""
         if not self.symmetric:
             return U_rows
-        out = torch.zeros(self.block_shape, dtype=U_rows.dtype).index_copy_(0, self.own_c, U_rows)
+        out = torch.zeros(self.block_shape, dtype=U_rows.dtype).index_copy_(0, self.own_col, U_rows)
         return self._symmetrise(out)
 
     # -- scatter (B, 2B) -> block
@@ -237,7 +239,7 @@ class Geometry:
         None in symmetric mode (rows without anchors: plain index_add_)."""
         if self.symmetric:
             return None
-        B, R, K = self.B, int(self.ur.shape[0]), int(self.uc.shape[0])
+        B, R, K = self.B, int(self.unique_rows.shape[0]), int(self.unique_cols.shape[0])
         ar, ak = self._ar, torch.arange(2 * B)
         first_s = torch.full((R,), B, dtype=torch.long).scatter_reduce_(0, self.row_inv, ar, "amin")
         first_k = torch.full((K,), 2 * B, dtype=torch.long).scatter_reduce_(0, self.col_inv, ak, "amin")
@@ -269,7 +271,7 @@ class Geometry:
 
     def coalesce_cols(self, g: Tensor) -> Tensor:
         """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
-        K = self.uc.shape[0]
+        K = self.unique_cols.shape[0]
         idx = (torch.arange(g.shape[0])[:, None] * K + self.col_inv[None, :]).reshape(-1)
         return torch.zeros(g.shape[0] * K, dtype=g.dtype).index_add_(0, idx, g.reshape(-1)).view(-1, K)
 
@@ -292,7 +294,7 @@ class Geometry:
 
     def gather_block(self, sigma: Tensor) -> Tensor:
         """Sigma on the touched block (a copy; one flat gather). Shape: (M, M) -> block_shape."""
-        return sigma.view(-1).index_select(0, self.lin).view(self.block_shape)
+        return sigma.view(-1).index_select(0, self.block_index).view(self.block_shape)
 
     def block_sim(self, blk: Tensor) -> Tensor:
         """(B, 2B) logits of the batch (anchor s, key k) from the block."""
@@ -301,21 +303,22 @@ class Geometry:
     def gather(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(block, sim): Sigma on the touched block (a copy; one flat gather) and the (B, 2B) logits of the
         batch (a gather from the block)."""
-        blk = sigma.view(-1).index_select(0, self.lin)
+        blk = sigma.view(-1).index_select(0, self.block_index)
         sim = blk.index_select(0, self.flat_rc).view(self.B, 2 * self.B)
         return blk.view(self.block_shape), sim
 
 
-def build_geometry(
+def build_layout(
     rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool
-) -> Geometry:
-    """Geometry of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
+) -> BatchLayout:
+    """BatchLayout of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
 
     Key k < B is anchor k's own item (self-masked); key B + s is anchor s's positive (id = batch position).
     """
     B = int(rows.shape[0])
     if cols.shape[0] != 2 * B or not torch.equal(cols[:B], rows):
         raise ValueError("cols must be [rows; positives] of length 2B (anchor s is key s)")
-    ur, row_inv = torch.unique(rows, return_inverse=True)
-    uc, col_inv = torch.unique(cols, return_inverse=True)
-    return Geometry(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, ur, row_inv, uc, col_inv)
+    unique_rows, row_inv = torch.unique(rows, return_inverse=True)
+    unique_cols, col_inv = torch.unique(cols, return_inverse=True)
+    return BatchLayout(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, unique_rows, row_inv,
+                       unique_cols, col_inv)

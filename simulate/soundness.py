@@ -309,7 +309,7 @@ def check_regime(reg: Regime, keep_trace: bool = False) -> RegimeResult:
     """Run one regime with the engine's step and check every certificate at every step (see module docstring)."""
     from .batches import batch_items, draw_batch
     from .config import eta_values, validate_config
-    from .layout import build_geometry
+    from .layout import build_layout
     from .reference import make_reference
     from .step import apply_step, compute_step
 
@@ -368,7 +368,7 @@ def check_regime(reg: Regime, keep_trace: bool = False) -> RegimeResult:
                                 torch.where(aq["gap"].abs() <= 1e-15, 0.0, math.inf))
         res.stats["LossGap_batch"].add_many(gap_ratio, ok_logit & hn, where)
         # the engine's step
-        geom = build_geometry(rows, cols, lab[rows], lab[cols], M, symmetric)
+        geom = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric)
         st = compute_step(S_cl, S_ns, geom, tau)
         apply_step(S_cl, S_ns, st, float(eta[t]), clip)
         if not (bool(torch.isfinite(S_cl).all()) and bool(torch.isfinite(S_ns).all())):

@@ -8,14 +8,14 @@ Thm. 1, Cors. 1-2) and App. D (Lemmas 1-8).
     read twice by the loss (duplicate keys / anchors) *summed* (chain rule); Sigma^o <- Sigma^o - eta_t G^o.
 
 How a step is computed (the same numbers, to rounding; tests/test_simulate.py checks both ways): the touched
-entries are the block Sigma[ur][:, uc] of the R unique anchor rows and K unique key columns; it is gathered
-once per run (one flat index_select), and the gradient is formed directly on it: anchors sharing a row share
+entries are the block Sigma[unique_rows][:, unique_cols] of the R unique anchor rows and K unique key columns; it
+is gathered once per run (one flat index_select), and the gradient is formed directly on it: anchors sharing a row share
 their denominator (cols[s] = rows[s]), and a column holding m keys of D_s enters their softmax m times, so
 every unique row needs ONE softmax of x_rc + log m(r, c) over the K columns (theory.losses.
-contrastive_softmax_prepared with a multiset bias, Geometry.bprep_cl / bprep_ns), and
+contrastive_softmax_prepared with a multiset bias, BatchLayout.bprep_cl / bprep_ns), and
 G[r] = (n_r/B) (p_r - pos_r/n_r)/tau (n_r anchors on row r; theory.losses.contrastive_grad_from_softmax).
 The update blk - eta G is formed in one pass from p and written back with one index_copy_ per run. The
-(B, 2B) logits, per-anchor gradients and their scatter (Geometry.sigma_grad) are computed only on request
+(B, 2B) logits, per-anchor gradients and their scatter (BatchLayout.sigma_grad) are computed only on request
 (checks of the symmetric parameterisation, tests). What bounds a step at large N: reading and writing the two
 R x K blocks scattered over 2 x (N V)^2 doubles (memory traffic; benchmarks/bench_sigma.py measures this floor).
 
@@ -39,7 +39,7 @@ from theory.losses import (
     contrastive_softmax_prepared,
 )
 
-from .layout import Geometry
+from .layout import BatchLayout
 
 
 class StepTensors:
@@ -47,7 +47,7 @@ class StepTensors:
 
     blk_cl / blk_ns: Sigma^CL / Sigma^NSCL on the touched block BEFORE the update (copies);
     sm_cl / sm_ns: theory.losses.MaskedSoftmax of the (R, K) anchor rows of the block (multiset softmax over the
-    unique key columns, Geometry.bprep_cl / bprep_ns): p_cl = the CL softmax at Sigma^CL, q_ns = the NSCL softmax
+    unique key columns, BatchLayout.bprep_cl / bprep_ns): p_cl = the CL softmax at Sigma^CL, q_ns = the NSCL softmax
     at Sigma^NSCL (zero rows where the row's anchors have no negative).
     On first use: U_cl / U_ns, the Sigma-space batch gradients G^CL(Sigma^CL), G^NSCL(Sigma^NSCL) on the block;
     sim_cl / sim_ns (B, 2B) per-(anchor, key) logits, g_cl / g_ns (B, 2B) per-anchor logit gradients
@@ -55,48 +55,48 @@ class StepTensors:
     diff = blk_cl - blk_ns.
     """
 
-    def __init__(self, geom: Geometry, tau: float, blk_cl: Tensor, blk_ns: Tensor, sm_cl: MaskedSoftmax,
+    def __init__(self, layout: BatchLayout, tau: float, blk_cl: Tensor, blk_ns: Tensor, sm_cl: MaskedSoftmax,
                  sm_ns: MaskedSoftmax):
-        self.geom, self.tau = geom, tau
+        self.layout, self.tau = layout, tau
         self.blk_cl, self.blk_ns = blk_cl, blk_ns
         self.sm_cl, self.sm_ns = sm_cl, sm_ns
         self.p_cl, self.q_ns = sm_cl.p, sm_ns.p
 
     def _U(self, p: Tensor, prep: PreparedMasks) -> Tensor:
-        g = self.geom
+        g = self.layout
         return g.rows_to_block(contrastive_grad_from_softmax(p, prep, self.tau, g.row_scale))
 
     @functools.cached_property
     def U_cl(self) -> Tensor:
-        return self._U(self.p_cl, self.geom.bprep_cl)
+        return self._U(self.p_cl, self.layout.bprep_cl)
 
     @functools.cached_property
     def U_ns(self) -> Tensor:
-        return self._U(self.q_ns, self.geom.bprep_ns)
+        return self._U(self.q_ns, self.layout.bprep_ns)
 
     @functools.cached_property
     def sim_cl(self) -> Tensor:
-        return self.geom.block_sim(self.blk_cl)
+        return self.layout.block_sim(self.blk_cl)
 
     @functools.cached_property
     def sim_ns(self) -> Tensor:
-        return self.geom.block_sim(self.blk_ns)
+        return self.layout.block_sim(self.blk_ns)
 
     @functools.cached_property
     def g_cl(self) -> Tensor:
-        return contrastive_grad_prepared(self.sim_cl, self.geom.prep_cl, self.tau).grad
+        return contrastive_grad_prepared(self.sim_cl, self.layout.prep_cl, self.tau).grad
 
     @functools.cached_property
     def g_ns(self) -> Tensor:
-        return contrastive_grad_prepared(self.sim_ns, self.geom.prep_ns, self.tau).grad
+        return contrastive_grad_prepared(self.sim_ns, self.layout.prep_ns, self.tau).grad
 
     @functools.cached_property
     def gc_cl(self) -> Tensor:
-        return self.geom.coalesce_cols(self.g_cl)
+        return self.layout.coalesce_cols(self.g_cl)
 
     @functools.cached_property
     def gc_ns(self) -> Tensor:
-        return self.geom.coalesce_cols(self.g_ns)
+        return self.layout.coalesce_cols(self.g_ns)
 
     @functools.cached_property
     def diff(self) -> Tensor:
@@ -104,31 +104,31 @@ class StepTensors:
         return self.blk_cl - self.blk_ns
 
 
-def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, geom: Geometry, tau: float, per_anchor: bool = True) -> StepTensors:
+def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau: float, per_anchor: bool = True) -> StepTensors:
     """Gather both runs' blocks and their softmaxes; the batch gradients follow on first use (st.U_cl, st.U_ns).
 
     The gradients come from theory.losses (contrastive_softmax_prepared / contrastive_grad_from_softmax, the
     project's one gradient implementation) on the unique anchor rows of the block with multiset denominators
-    (see Geometry.bprep_cl): every Sigma entry is read once, no (B, 2B) logits and no scatter. Equal (to
-    rounding) to scattering the per-anchor gradients of the (B, 2B) logits (Geometry.sigma_grad;
+    (see BatchLayout.bprep_cl): every Sigma entry is read once, no (B, 2B) logits and no scatter. Equal (to
+    rounding) to scattering the per-anchor gradients of the (B, 2B) logits (BatchLayout.sigma_grad;
     tests/test_simulate.py). ``per_anchor`` is accepted for compatibility; the per-anchor (B, 2B) quantities
     are computed on first use.
     """
-    blk_cl = geom.gather_block(sigma_cl)
-    blk_ns = geom.gather_block(sigma_ns)
-    sm_cl = contrastive_softmax_prepared(geom.logit_rows(blk_cl), geom.bprep_cl, tau)
-    sm_ns = contrastive_softmax_prepared(geom.logit_rows(blk_ns), geom.bprep_ns, tau)
-    return StepTensors(geom, tau, blk_cl, blk_ns, sm_cl, sm_ns)
+    blk_cl = layout.gather_block(sigma_cl)
+    blk_ns = layout.gather_block(sigma_ns)
+    sm_cl = contrastive_softmax_prepared(layout.logit_rows(blk_cl), layout.bprep_cl, tau)
+    sm_ns = contrastive_softmax_prepared(layout.logit_rows(blk_ns), layout.bprep_ns, tau)
+    return StepTensors(layout, tau, blk_cl, blk_ns, sm_cl, sm_ns)
 
 
-def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, geom: Geometry, tau: float, eta: float,
+def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, layout: BatchLayout, tau: float, eta: float,
                    U: Tensor | None) -> Tensor:
     """blk - eta G on the block. Ordered Sigma: one pass from the softmax, blk + p * (-eta n_r/(B tau)) and
     blk - eta (p - w) n_r/(B tau) on the positives (the gradient of contrastive_grad_from_softmax, never
     materialised); symmetric: blk - eta U with the symmetrised U."""
-    if geom.symmetric:
+    if layout.symmetric:
         return torch.add(blk, U, alpha=-eta)
-    coef = geom.row_scale * (-eta / tau)
+    coef = layout.row_scale * (-eta / tau)
     new = torch.addcmul(blk, p, coef[:, None])
     r, c = prep.pos_rows, prep.pos_cols
     if r.numel():
@@ -144,16 +144,16 @@ def apply_step(
     Returns (d_drift_sq, new_cl_block, new_ns_block): the change of ||Sigma^CL - Sigma^NSCL||_F^2, computed from
     the touched entries only (unique entries, so the difference of sums of squares is exact bookkeeping).
     """
-    g = st.geom
+    g = st.layout
     sym = g.symmetric
     new_cl = _updated_block(st.blk_cl, st.p_cl, g.bprep_cl, g, st.tau, eta, st.U_cl if sym else None)
     new_ns = _updated_block(st.blk_ns, st.q_ns, g.bprep_ns, g, st.tau, eta, st.U_ns if sym else None)
     if clip:
         new_cl.clamp_(-1.0, 1.0)
         new_ns.clamp_(-1.0, 1.0)
-    lin = g.lin
-    sigma_cl.view(-1).index_copy_(0, lin, new_cl.view(-1))
-    sigma_ns.view(-1).index_copy_(0, lin, new_ns.view(-1))
+    block_index = g.block_index
+    sigma_cl.view(-1).index_copy_(0, block_index, new_cl.view(-1))
+    sigma_ns.view(-1).index_copy_(0, block_index, new_ns.view(-1))
     d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
     d_old = float(torch.linalg.vector_norm(st.diff))
     return d_new * d_new - d_old * d_old, new_cl, new_ns

@@ -47,7 +47,7 @@ def test_step_and_hessian_match_autograd(comp, sigma, sym_grad, diag):
 @pytest.mark.parametrize("sigma", ["ordered", "symmetric"])
 def test_step_equals_engine_sigma_gradient(comp, sigma):
     """Same conventions as simulate/step.py: G on the touched block (duplicates summed, G + G^T - Diag G)."""
-    from simulate.layout import build_geometry
+    from simulate.layout import build_layout
 
     batch = make_batch(comp, 4, 2, np.random.default_rng(5))
     prob = build_problem(batch, sigma=sigma)  # diag="free", ids="position": the engine's conventions
@@ -56,7 +56,7 @@ def test_step_equals_engine_sigma_gradient(comp, sigma):
     rows = 2 * j + torch.tensor(batch.anchor_slots)
     cols = torch.cat([rows, 2 * j + torch.tensor(batch.pos_slots)])
     lab = torch.tensor(batch.labels)
-    geom = build_geometry(rows, cols, lab, torch.cat([lab, lab]), M=2 * (max(batch.sample_ids) + 1),
+    geom = build_layout(rows, cols, lab, torch.cat([lab, lab]), M=2 * (max(batch.sample_ids) + 1),
                           symmetric=sigma == "symmetric")  # fmt: skip
     sim = prob.sim(x)
     from theory.losses import contrastive_grad
@@ -65,7 +65,7 @@ def test_step_equals_engine_sigma_gradient(comp, sigma):
         blk = geom.sigma_grad(contrastive_grad(sim, pos, den, 0.4))
         g = prob.step(kind, x, 0.4)
         r_of = {int(v): i for i, v in enumerate(geom.block_rows)}
-        c_of = {int(v): i for i, v in enumerate(geom.uc)}
+        c_of = {int(v): i for i, v in enumerate(geom.unique_cols)}
         expect = torch.zeros_like(blk)
         for c, (i, k) in enumerate(prob.coord_items):
             expect[r_of[i], c_of[k]] = g[c]

@@ -15,7 +15,7 @@ from simulate.report import compare_checks, format_verdict_table
 from simulate.tracker import CheckSuite, ClaimTracker
 from simulate.batches import Batch, batch_items
 from simulate.config import SigmaConfig, theory_constants
-from simulate.layout import build_geometry
+from simulate.layout import build_layout
 from simulate.run import run_sigma_descent
 from simulate.step import compute_step
 from theory.bounds import cka_ratio_measured, rsa_ratio_measured
@@ -30,7 +30,7 @@ def make_case(samples, a, b, symmetric=False, seed=0, scale=0.4):
     batch = Batch(torch.tensor(samples), torch.tensor(a), torch.tensor(b))
     rows, cols = batch_items(batch, V)
     lab = LABELS.repeat_interleave(V)
-    geom = build_geometry(rows, cols, lab[rows], lab[cols], M, symmetric)
+    geom = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric)
     gen = torch.Generator().manual_seed(seed)
     S_cl = (torch.rand(M, M, dtype=torch.float64, generator=gen) * 2 - 1) * scale
     S_ns = S_cl + 0.05 * torch.randn(M, M, dtype=torch.float64, generator=gen)
@@ -339,8 +339,8 @@ def test_mass_split_fallback_gives_the_same_claims(name, monkeypatch):
     st = compute_step(S_cl, S_ns, geom, TAU)
     fast, _ = step_claims(st, consts, 3, 0.3, 0.31, 0.7)
     monkeypatch.setattr(L, "_SPLIT_TINY", math.inf)  # every split "underflows": the direct path
-    assert L.class_split_from_softmax(st.p_cl, L.softmax_lse(st.sm_cl), None, None, 1 - geom.other_blk_f,
-                                      geom.other_blk_f) is None
+    assert L.class_split_from_softmax(st.p_cl, L.softmax_lse(st.sm_cl), None, None, 1 - geom.other_label_mask,
+                                      geom.other_label_mask) is None
     slow, _ = step_claims(compute_step(S_cl, S_ns, geom, TAU), consts, 3, 0.3, 0.31, 0.7)
     for cid in fast:
         torch.testing.assert_close(fast[cid].lhs, slow[cid].lhs, rtol=1e-12, atol=1e-15)

@@ -25,7 +25,7 @@ from scipy.stats import multinomial
 from simulate.batches import Batch, batch_items, draw_batch
 from simulate.claims import step_claims
 from simulate.config import SigmaConfig, theory_constants
-from simulate.layout import build_geometry
+from simulate.layout import build_layout
 from simulate.reference import make_reference
 from simulate.run import run_sigma_descent
 from simulate.step import compute_step
@@ -81,7 +81,7 @@ class Case:
 
     def geometry(self, symmetric: bool):
         rows, cols = batch_items(self.batch, V)
-        return build_geometry(rows, cols, ITEM_LABELS[rows], ITEM_LABELS[cols], M, symmetric)
+        return build_layout(rows, cols, ITEM_LABELS[rows], ITEM_LABELS[cols], M, symmetric)
 
 
 def anchor_loss(S: torch.Tensor, case: Case, s: int, kind: str, tau: float):

@@ -11,7 +11,7 @@ import torch
 import simulate.run as run_module
 from simulate.batches import batch_items, draw_batch
 from simulate.config import NonFiniteError, SigmaConfig, eta_values, theory_constants, validate_config
-from simulate.layout import build_geometry
+from simulate.layout import build_layout
 from simulate.reference import make_reference
 from simulate.run import run_sigma_descent
 from simulate.step import compute_step, full_drift
@@ -176,19 +176,19 @@ def test_geometry_scatter_accumulates_duplicates():
     rows = torch.tensor([0, 0, 2])
     cols = torch.cat([rows, torch.tensor([1, 1, 3])])
     lab = torch.tensor([0, 0, 1, 1, 2, 2])
-    geom = build_geometry(rows, cols, lab[rows], lab[cols], M, symmetric=False)
+    geom = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric=False)
     g = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     dense = torch.zeros(M, M, dtype=torch.float64)
     dense.index_put_((rows[:, None].expand(3, 6), cols[None, :].expand(3, 6)), g / 3, accumulate=True)
     U = geom.sigma_grad(g)
     blk = torch.zeros(M, M, dtype=torch.float64)
-    blk[geom.block_rows[:, None], geom.uc[None, :]] = U
+    blk[geom.block_rows[:, None], geom.unique_cols[None, :]] = U
     torch.testing.assert_close(blk, dense, rtol=0, atol=1e-15)
     # symmetric: G + G^T - Diag G
-    geom_s = build_geometry(rows, cols, lab[rows], lab[cols], M, symmetric=True)
+    geom_s = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric=True)
     Us = geom_s.sigma_grad(g)
     blk_s = torch.zeros(M, M, dtype=torch.float64)
-    blk_s[geom_s.block_rows[:, None], geom_s.uc[None, :]] = Us
+    blk_s[geom_s.block_rows[:, None], geom_s.unique_cols[None, :]] = Us
     torch.testing.assert_close(blk_s, dense + dense.T - torch.diag(torch.diagonal(dense)), rtol=0, atol=1e-15)
 
 
@@ -272,13 +272,13 @@ def test_compute_step_gradients_are_library_gradients():
     batch = draw_batch(9, 5, 2, True, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
     rows, cols = batch_items(batch, 2)
     lab = ref.item_labels
-    geom = build_geometry(rows, cols, lab[rows], lab[cols], 18, False)
+    geom = build_layout(rows, cols, lab[rows], lab[cols], 18, False)
     st = compute_step(ref.sigma0, S_ns, geom, 0.5)
     for S, U, kind in ((ref.sigma0, st.U_cl, "CL"), (S_ns, st.U_ns, "NSCL")):
         P = S.clone().requires_grad_(True)
         paper_loss(P, batch, ref.labels, 2, 0.5, kind).backward()
         dense = torch.zeros(18, 18, dtype=torch.float64)
-        dense[geom.block_rows[:, None], geom.uc[None, :]] = U
+        dense[geom.block_rows[:, None], geom.unique_cols[None, :]] = U
         torch.testing.assert_close(dense, P.grad, rtol=0, atol=1e-14)
 
 
@@ -302,7 +302,7 @@ def test_block_gradient_equals_scatter_of_per_anchor_gradients(opts):
     for _ in range(5):
         batch = draw_batch(ref.n, cfg.batch_size, V, True, bg, ag)
         rows, cols = batch_items(batch, V)
-        geom = build_geometry(rows, cols, lab[rows], lab[cols], ref.n * V, cfg.sigma == "symmetric")
+        geom = build_layout(rows, cols, lab[rows], lab[cols], ref.n * V, cfg.sigma == "symmetric")
         seen_dup |= geom.R < cfg.batch_size
         st = compute_step(ref.sigma0, S_ns, geom, cfg.tau)
         B = cfg.batch_size
