@@ -13,16 +13,17 @@ from experiments.models import (
     count_parameters,
 )
 
-FEATURE_DIM = {"mlp": 256, "small_cnn": 128, "resnet18": 512, "resnet50": 2048}
+FEATURE_DIM = {"mlp": 256, "small_cnn": 128, "resnet18": 512, "resnet50": 2048, "vit_tiny": 128, "vit_base": 768}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("shape", [(3, 32), (1, 28)])
 def test_output_shapes(arch, shape):
     c, s = shape
-    width = 0.25 if arch.startswith("resnet") else 1.0
+    scaled = arch.startswith("resnet") or arch == "vit_base"  # width 0.25 keeps the big encoders fast
+    width = 0.25 if scaled else 1.0
     enc = build_encoder(arch, in_channels=c, width=width, image_size=s, seed=0)
-    expected = FEATURE_DIM[arch] * (width if arch.startswith("resnet") else 1)
+    expected = FEATURE_DIM[arch] * (width if scaled else 1)
     assert enc.feature_dim == int(expected)
     model = SimCLRModel(enc, proj_hidden=32, proj_dim=8, num_classes=5, seed=1)
     x = torch.rand(2, c, s, s)
