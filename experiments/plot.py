@@ -51,7 +51,8 @@ def _style():
 def _save(fig, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    # never Path.with_suffix: a stem such as "tau0.5" would be cut at its dot
+    paths = [stem.parent / (stem.name + ".png"), stem.parent / (stem.name + ".pdf")]
     for p in paths:  # no creation date in the PDF: the same figure gives the same bytes (resume tests)
         fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     _plt().close(fig)
@@ -87,8 +88,14 @@ def _log_plot(ax, xs: np.ndarray, ys: np.ndarray, fmt: str, **kw) -> None:
     """Plot on a log axis; points beyond LOG_CAP (e.g. an exponential bound, or inf) sit at the cap as '^'."""
     y = _positive(ys)
     if not np.any(np.isfinite(y)):
+        if kw.get("label") and np.isposinf(np.asarray(ys, dtype=np.float64)).any():
+            ax.plot([], [], fmt, color=kw.get("color", "k"), label=f"{kw['label']}: infinite, not drawn")
         return
-    ax.plot(xs, y, fmt, **kw)
+    if np.isfinite(y).sum() < 3:  # one or two points: markers (a lone point has no line; two joined points on
+        ok = np.isfinite(y)     # a log axis would show a shape nobody measured)
+        ax.plot(np.asarray(xs)[ok], y[ok], ls="none", marker=kw.pop("marker", "D"), **kw)
+    else:
+        ax.plot(xs, y, fmt, **kw)
     capped = np.array(ys, dtype=np.float64) > LOG_CAP
     if capped.any():
         ax.plot(np.asarray(xs)[capped], y[capped], "^", color=kw.get("color", "k"), ms=6)
@@ -96,15 +103,21 @@ def _log_plot(ax, xs: np.ndarray, ys: np.ndarray, fmt: str, **kw) -> None:
                     xytext=(2, -10), textcoords="offset points")
 
 
-def _log_panel(ax, rows: Sequence[Mapping], curves: Sequence[tuple[str, str, str, str]], title: str) -> None:
-    """One log-scale panel over steps: a curve per (column, label, line format, colour) via :func:`_log_plot`."""
+def _log_panel(ax, rows: Sequence[Mapping], curves: Sequence[tuple[str, str, str, str]], title: str,
+               ylabel: str = "", x: str = "step") -> None:
+    """One log-scale panel over ``x``: a curve per (column, label, line format, colour) via :func:`_log_plot`;
+    the legend sits below the panel (never on the data)."""
     for key, lab, ls, col in curves:
-        xs, ys = _series(rows, "step", key)
+        xs, ys = _series(rows, x, key)
+        if not any(r.get(key) is not None and r.get(key) != "" for r in rows):  # listed, with the reason
+            ax.plot([], [], ls, color=col, label=f"{lab}: not available (Δ undefined or not estimated)")
+            continue
         _log_plot(ax, xs, ys, ls, color=col, label=lab)
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.set_xlabel("step")
-    ax.legend(fontsize=6.5)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
 
 
 def _partner_color(pair: str, i: int) -> str:
@@ -158,39 +171,53 @@ def plot_alignment_run(rows: Sequence[Mapping], stem: str | Path, contrastive: s
                     ax.plot(xs[bad], meas[bad], "x", color="k", ms=6, mew=1.2,
                             label=f"measured below {lab.split(',')[1].strip()}" if key.endswith("sharp") else
                             "measured below paper bound")
-            ax.set_ylim(-0.03, 1.03)
+            lo = min([-0.03] + [float(v) - 0.03 for r in rows if (v := r.get(metric)) not in (None, "")])
+            ax.set_ylim(lo, 1.03)  # RSA can be negative: never cut measured values off
             ax.set_xlabel("step" if x == "step" else x)
             ax.set_title(name)
         axes[0].set_ylabel("alignment with the contrastive model")
-        axes[1].legend(loc="center right", fontsize=6.5)
+        handles, labels = [], []  # one legend below both panels: never on top of the curves
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=6.5)
         fig.suptitle(f"Measured alignment vs certified lower bounds.  Note: {THM1_NOTE}.", fontsize=8.5, x=0.01,
                      ha="left")
         return _save(fig, stem)
 
 
-def plot_theory_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
+def plot_theory_run(rows: Sequence[Mapping], stem: str | Path, x: str = "step") -> list[Path]:
     """App. B on the network: (a) Lem. 7 gradient gap vs (G/tau) Delta and the realised bound, (b) Thm. 2
     ||w^CL - w^NSCL|| vs its bound, (c) loss gap vs the companion bound. Log scales; G and beta are empirical
-    lower estimates of the suprema, so the bounds drawn are not certificates."""
+    lower estimates of the suprema, so the bounds drawn are not certificates. The contrastive model is named
+    by the rows' ``kind`` (CL or DCL); a bound evaluated once is a marker; an infinite one is named, not drawn."""
     plt = _plt()
+    k = str(next((r["kind"] for r in rows if r.get("kind")), "CL"))
+    K = rf"\mathrm{{{k}}}"
+    N = r"\mathrm{NSCL}"
     with _style():
-        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.5))
-        _log_panel(axes[0], rows, (("lem7_lhs_at_cl", "‖∇ℓ^CL−∇ℓ^NSCL‖ at w^CL", "-o", "#0072B2"),
-                                   ("lem7_lhs_at_nscl", "same at w^NSCL", "-s", "#D55E00"),
-                                   ("lem7_bound_at_cl", "(Ĝ/τ)Δ (Lem. 7)", "--", "k"),
-                                   ("lem7_realized_bound_at_cl", "(Ĝ/τ)·mean 2α (proof, measured α)", ":", "#009E73")),
-                   "(a) Lem. 7, last training batch")
-        _log_panel(axes[1], rows, (("thm2_e", "‖w^CL − w^NSCL‖", "-o", "#0072B2"),
-                                   ("thm2_bound", "Thm. 2 bound (Ĝ, β̂ running max)", "--", "k")),
-                   "(b) Thm. 2, weight drift")
-        _log_panel(axes[2], rows, (("lossgap_gap_clmodel", "gap, CL-trained encoder", "-o", "#0072B2"),
+        fig, axes = plt.subplots(1, 3, figsize=(11.5, 4.4))
+        _log_panel(axes[0], rows, (("lem7_lhs_at_cl", rf"$\|\nabla\ell^{{{K}}}-\nabla\ell^{{{N}}}\|$ at $w^{{{K}}}$",
+                                    "-o", "#0072B2"),
+                                   ("lem7_lhs_at_nscl", rf"same at $w^{{{N}}}$", "-s", "#D55E00"),
+                                   ("lem7_bound_at_cl", r"$(\hat G/\tau)\,\Delta$ (Lem. 7)", "--", "k"),
+                                   ("lem7_realized_bound_at_cl", r"$(\hat G/\tau)\cdot$ mean $2\alpha$ (proof, measured $\alpha$)",
+                                    ":", "#009E73")),
+                   "(a) Lem. 7, last training batch", "gradient gap (norm)", x)
+        _log_panel(axes[1], rows, (("thm2_e", rf"$\|w^{{{K}}} - w^{{{N}}}\|$", "-o", "#0072B2"),
+                                   ("thm2_bound", r"Thm. 2 bound ($\hat G$, $\hat\beta$ running max)", "--", "k")),
+                   "(b) Thm. 2, weight drift", "parameter distance", x)
+        _log_panel(axes[2], rows, (("lossgap_gap_clmodel", f"gap, {k}-trained encoder", "-o", "#0072B2"),
                                    ("lossgap_gap_nsclmodel", "gap, NSCL-trained encoder", "-s", "#D55E00"),
                                    ("lossgap_bound_counts_clmodel", "bound, batch counts", "--", "k"),
-                                   ("lossgap_bound_companion_clmodel", "companion bound log(1+n e^{2/τ}/(N−n))", ":",
-                                    "0.4")),
-                   "(c) loss gap L^CL − L^NSCL, reference batch")
-        fig.suptitle("App. B on the network; Ĝ, β̂ are empirical lower estimates of the suprema", fontsize=8.5,
-                     x=0.01, ha="left")
+                                   ("lossgap_bound_companion_clmodel",
+                                    r"companion bound $\log(1+n\,e^{2/\tau}/(N-n))$", ":", "0.4")),
+                   rf"(c) loss gap $\mathcal{{L}}^{{{K}}} - \mathcal{{L}}^{{{N}}}$, reference batch",
+                   "loss gap (nats)", x)
+        fig.suptitle(r"App. B on the network; $\hat G$, $\hat\beta$ are empirical lower estimates of the suprema",
+                     fontsize=8.5, x=0.01, ha="left")
         return _save(fig, stem)
 
 
