@@ -79,9 +79,9 @@ class Case:
             return [k for k in range(2 * self.B) if k != s]
         return [k for k in range(2 * self.B) if self.ylab[k] != self.y[s]]
 
-    def geometry(self, symmetric: bool):
+    def geometry(self, symmetric: bool, diag: str):
         rows, cols = batch_items(self.batch, V)
-        return build_layout(rows, cols, ITEM_LABELS[rows], ITEM_LABELS[cols], M, symmetric)
+        return build_layout(rows, cols, ITEM_LABELS[rows], ITEM_LABELS[cols], M, symmetric, diag)
 
 
 def anchor_loss(S: torch.Tensor, case: Case, s: int, kind: str, tau: float):
@@ -93,9 +93,11 @@ def anchor_loss(S: torch.Tensor, case: Case, s: int, kind: str, tau: float):
     return torch.logsumexp(torch.stack(terms), 0) - S[r, case.cols[case.B + s]] / tau
 
 
-def sigma_grad(S: torch.Tensor, case: Case, kind: str, tau: float, anchors, symmetric: bool, weight: float):
+def sigma_grad(S: torch.Tensor, case: Case, kind: str, tau: float, anchors, symmetric: bool, weight: float,
+               diag_fixed: bool = False):
     """Gradient of weight * sum_{s in anchors} ell_s wrt Sigma: ordered (every entry a coordinate) or the
-    symmetric parameter theta (upper triangle), expanded to both triangles (the update matrix)."""
+    symmetric parameter theta (upper triangle), expanded to both triangles (the update matrix). A fixed
+    diagonal (Sigma(i, i) = 1 a constant, diag="fixed") is not a coordinate: its gradient entries are 0."""
     theta = S.detach().clone().requires_grad_(True)
     full = torch.triu(theta) + torch.triu(theta, 1).T if symmetric else theta
     total = theta.sum() * 0.0
@@ -104,12 +106,13 @@ def sigma_grad(S: torch.Tensor, case: Case, kind: str, tau: float, anchors, symm
         if ell is not None:
             total = total + weight * ell
     (g,) = torch.autograd.grad(total, theta)
-    return torch.triu(g) + torch.triu(g, 1).T if symmetric else g
+    g = torch.triu(g) + torch.triu(g, 1).T if symmetric else g
+    return g.fill_diagonal_(0.0) if diag_fixed else g
 
 
-def batch_grad(S, case, kind, tau, symmetric=False):
+def batch_grad(S, case, kind, tau, symmetric=False, diag_fixed=False):
     """G^kind(S) = gradient of the batch loss (1/B) sum_s ell_s (Eq. 1)."""
-    return sigma_grad(S, case, kind, tau, range(case.B), symmetric, 1.0 / case.B)
+    return sigma_grad(S, case, kind, tau, range(case.B), symmetric, 1.0 / case.B, diag_fixed)
 
 
 def fro(X) -> float:
@@ -129,7 +132,8 @@ def le_ratio(lhs: float, rhs: float) -> float:
 # the reference of every per-step claim
 
 
-def reference_claims(S_cl, S_ns, case: Case, tau, B, T, delta, eta, drift_t, drift_next, symmetric=False) -> dict:
+def reference_claims(S_cl, S_ns, case: Case, tau, B, T, delta, eta, drift_t, drift_next, symmetric=False,
+                     diag_fixed=False) -> dict:
     """{claim: (lhs, rhs, ratio, premise)} lists, one instance per anchor (CL anchors then NSCL anchors for L2_jac
     and L3), written from the statements of Lemmas 1-8 / Cor. 3 in float64 loops."""
     Sc, Sn = S_cl.numpy(), S_ns.numpy()
@@ -152,8 +156,9 @@ def reference_claims(S_cl, S_ns, case: Case, tau, B, T, delta, eta, drift_t, dri
     has_neg = [bool(case.den(s, "NSCL")) for s in range(B)]
 
     # Lem. 1 / Lem. 3: per-anchor gradients ell_s wrt Sigma (autograd)
-    G = {"CL": batch_grad(S_cl, case, "CL", tau, symmetric), "NSCL": batch_grad(S_ns, case, "NSCL", tau, symmetric)}
-    per = {kind: [sigma_grad(S, case, kind, tau, [s], symmetric, 1.0) for s in range(B)]
+    G = {"CL": batch_grad(S_cl, case, "CL", tau, symmetric, diag_fixed),
+         "NSCL": batch_grad(S_ns, case, "NSCL", tau, symmetric, diag_fixed)}
+    per = {kind: [sigma_grad(S, case, kind, tau, [s], symmetric, 1.0, diag_fixed) for s in range(B)]
            for kind, S in (("CL", S_cl), ("NSCL", S_ns))}
     l1_lhs = [fro(G["CL"]) ** 2, fro(G["NSCL"]) ** 2]
     l1_rhs = [sum(fro(g) ** 2 for g in per[k]) / B**2 for k in ("CL", "NSCL")]
@@ -183,7 +188,8 @@ def reference_claims(S_cl, S_ns, case: Case, tau, B, T, delta, eta, drift_t, dri
                 A[case.rows[s], case.cols[k]] = True
         if symmetric:
             A = A | A.T
-        lhs = fro(batch_grad(S_a, case, kind, tau, symmetric) - batch_grad(S_b, case, kind, tau, symmetric))
+        lhs = fro(batch_grad(S_a, case, kind, tau, symmetric, diag_fixed)
+                  - batch_grad(S_b, case, kind, tau, symmetric, diag_fixed))
         rhs = Lip * fro(D * A)
         out[cid] = ([lhs], [rhs], [le_ratio(lhs, rhs)], [True])
 
@@ -261,19 +267,30 @@ def reference_claims(S_cl, S_ns, case: Case, tau, B, T, delta, eta, drift_t, dri
         disp[3].append(has_neg[s])
     out["L3_nscl_display"] = disp
 
-    # Lem. 8, its term (A), and the Thm. 1 recurrence
-    G_ns_at_cl = batch_grad(S_cl, case, "NSCL", tau, symmetric)
+    # Lem. 8, its term (A), and the Thm. 1 recurrence: the paper's constants need ordered Sigma and every anchor
+    # on its own row (Lem. 1); the multiplicity forms carry m = max anchors on a row, q = sum_r n_r^2 and
+    # kappa = 2 for symmetric Sigma, with the sharpened Lem. 6 constant Delta' = Delta / (sqrt 2 (1 + Delta/2))
+    G_ns_at_cl = batch_grad(S_cl, case, "NSCL", tau, symmetric, diag_fixed)
     gap = fro(G["CL"] - G["NSCL"])
     gap_A = fro(G["CL"] - G_ns_at_cl)
+    n_r = [case.rows.count(r) for r in sorted(set(case.rows))]
+    m, q, kappa = max(n_r), sum(n * n for n in n_r), (2.0 if symmetric else 1.0)
+    prem_paper = prem_all and m == 1 and not symmetric
     for cid, lhs, rhs in (("L8", gap, inject + Lip * drift_t), ("L8_A", gap_A, inject),
                           ("Thm1_rec", drift_next, (1 + eta * Lip) * drift_t + eta * inject)):
+        out[cid] = ([lhs], [rhs], [le_ratio(lhs, rhs)], [prem_paper])
+    alpha_m = kappa * m / (2 * tau**2 * B)
+    gamma_m = kappa * math.sqrt(q) * Delta / (math.sqrt(2) * (1 + Delta / 2)) / (tau * B)
+    for cid, lhs, rhs in (("L8_mult", gap, gamma_m + alpha_m * drift_t),
+                          ("Thm1_rec_mult", drift_next, (1 + eta * alpha_m) * drift_t + eta * gamma_m)):
         out[cid] = ([lhs], [rhs], [le_ratio(lhs, rhs)], [prem_all])
     out["_gap_A"] = gap_A
+    out["_mult"] = (alpha_m, gamma_m, prem_all, prem_paper)
     return out
 
 
 STEP_CLAIMS = ("L1", "L2", "L2_CL", "L2_jac", "L3", "L3_batch", "L3_nscl_display", "L4", "Cor3", "Cor3_excl",
-               "Cor3_mass", "L6", "L6_l2", "L6_identity", "L8", "L8_A", "Thm1_rec")
+               "Cor3_mass", "L6", "L6_l2", "L6_identity", "L8", "L8_A", "L8_mult", "Thm1_rec", "Thm1_rec_mult")
 
 
 def _draw_case(seed: int, B: int = 16, dup_anchor: bool = False, heavy: bool = False) -> Case:
@@ -287,35 +304,40 @@ def _draw_case(seed: int, B: int = 16, dup_anchor: bool = False, heavy: bool = F
     return Case(samples.tolist(), a.tolist(), (1 - a).tolist())
 
 
-def _states(seed: int, scale: float, symmetric: bool):
+def _states(seed: int, scale: float, symmetric: bool, diag: str):
     gen = torch.Generator().manual_seed(seed)
     S_cl = (torch.rand(M, M, dtype=torch.float64, generator=gen) * 2 - 1) * scale
     S_ns = S_cl + 0.1 * torch.randn(M, M, dtype=torch.float64, generator=gen)
     if symmetric:
         S_cl, S_ns = 0.5 * (S_cl + S_cl.T), 0.5 * (S_ns + S_ns.T)
+    if diag == "fixed":  # the paper's unit diagonal, a constant of both runs
+        S_cl.fill_diagonal_(1.0)
+        S_ns.fill_diagonal_(1.0)
     return S_cl, S_ns
 
 
-STEP_CASES = {  # name: (case seed, tau, scale of Sigma, symmetric, dup_anchor, heavy)
-    "replacement": (0, 0.5, 0.9, False, False, False),
-    "dup_anchor": (1, 1.0, 0.9, False, True, False),
-    "out_of_box": (2, 0.7, 1.02, False, True, False),  # some logits outside [-1, 1]: premise false there
-    "heavy_class": (3, 0.5, 0.9, False, False, True),  # Cor. 3 event false for most anchors
-    "symmetric": (4, 0.8, 0.9, True, True, False),
+STEP_CASES = {  # name: (case seed, tau, scale of Sigma, symmetric, dup_anchor, heavy, diag)
+    "replacement": (0, 0.5, 0.9, False, False, False, "free"),
+    "dup_anchor": (1, 1.0, 0.9, False, True, False, "free"),
+    "dup_anchor_fixed_diag": (1, 1.0, 0.9, False, True, False, "fixed"),
+    "out_of_box": (2, 0.7, 1.02, False, True, False, "fixed"),  # some logits outside [-1, 1]: premise false there
+    "heavy_class": (3, 0.5, 0.9, False, False, True, "free"),  # Cor. 3 event false for most anchors
+    "symmetric": (4, 0.8, 0.9, True, True, False, "free"),
+    "symmetric_fixed_diag": (4, 0.8, 0.9, True, True, False, "fixed"),
 }
 
 
 @pytest.mark.parametrize("name", list(STEP_CASES))
 def test_every_step_claim_lhs_rhs_ratio_and_premise(name):
-    seed, tau, scale, sym, dup, heavy = STEP_CASES[name]
+    seed, tau, scale, sym, dup, heavy, diag = STEP_CASES[name]
     case = _draw_case(seed, dup_anchor=dup, heavy=heavy)
     B = case.B
-    S_cl, S_ns = _states(seed, scale, sym)
+    S_cl, S_ns = _states(seed, scale, sym, diag)
     consts = theory_constants(C, B, T_HORIZON, DELTA, tau)  # the engine's constants, checked by hand below
     drift_t, drift_next, eta = 0.37, 0.41, 0.9
-    st = compute_step(S_cl, S_ns, case.geometry(sym), tau)
+    st = compute_step(S_cl, S_ns, case.geometry(sym, diag), tau)
     claims, info = step_claims(st, consts, C, drift_t, drift_next, eta)
-    ref = reference_claims(S_cl, S_ns, case, tau, B, T_HORIZON, DELTA, eta, drift_t, drift_next, sym)
+    ref = reference_claims(S_cl, S_ns, case, tau, B, T_HORIZON, DELTA, eta, drift_t, drift_next, sym, diag == "fixed")
     for cid in STEP_CLAIMS:
         ev = claims[cid]
         lhs, rhs, ratio, prem = ref[cid]
@@ -326,7 +348,7 @@ def test_every_step_claim_lhs_rhs_ratio_and_premise(name):
     assert info["gap_A"] == pytest.approx(ref["_gap_A"], rel=1e-10)
     # the cases exercise what they are named for
     prem = ref["Cor3_mass"][3]
-    if name in ("replacement", "dup_anchor", "symmetric"):
+    if name in ("replacement", "dup_anchor", "dup_anchor_fixed_diag", "symmetric", "symmetric_fixed_diag"):
         assert all(prem)
     else:
         assert not all(prem) and any(prem)
@@ -346,9 +368,9 @@ def test_constants_match_the_paper_by_hand():
 # a whole run, replayed: the Eq. 1 step, the trajectory claims (Thm. 1 forms, Cors. 1-2) and L5
 
 
-def replay_step(S, case: Case, kind: str, tau: float, eta: float) -> torch.Tensor:
-    """Eq. 1 with the touched entries projected onto [-1, 1] (the default --project clip)."""
-    return (S - eta * batch_grad(S, case, kind, tau)).clamp(-1.0, 1.0)
+def replay_step(S, case: Case, kind: str, tau: float, eta: float, sym: bool, diag_fixed: bool) -> torch.Tensor:
+    """Eq. 1 with the entries projected onto [-1, 1] (the default --project clip)."""
+    return (S - eta * batch_grad(S, case, kind, tau, sym, diag_fixed)).clamp(-1.0, 1.0)
 
 
 def centred(S: np.ndarray) -> np.ndarray:
@@ -371,10 +393,12 @@ def lemma5_exact_by_enumeration(C_: int, B: int, T: int, eps: float) -> float:
     return 1 - (1 - p_step) ** T
 
 
-def test_run_replayed_step_by_step_against_the_paper():
+@pytest.mark.parametrize("sigma,diag", [("ordered", "fixed"), ("symmetric", "free")])
+def test_run_replayed_step_by_step_against_the_paper(sigma, diag):
     tau, eta, T, B, delta = 0.8, 2.0, 4, 16, 0.5
     cfg = SigmaConfig(n=N_SAMPLES, classes=C, batch_size=B, tau=tau, eta=eta, steps=T, delta=delta, embed_dim=6,
-                      eval_every=2, lemma5_trials=20, plot=False)
+                      eval_every=2, lemma5_trials=20, plot=False, sigma=sigma, diag=diag)
+    sym, diag_fixed = sigma == "symmetric", diag == "fixed"
     res = run_sigma_descent(cfg, None, quiet=True)
     assert torch.equal(make_reference(cfg).labels, LABELS)
     S_cl = make_reference(cfg).sigma0.clone()
@@ -382,16 +406,19 @@ def test_run_replayed_step_by_step_against_the_paper():
     bg = torch.Generator().manual_seed(cfg.batch_seed)
     ag = torch.Generator().manual_seed(cfg.aug_seed)
     Delta, Lip = hand_delta(C, B, T, delta, tau), 1 / (2 * tau**2 * B)
-    gap_bound = 0.0
+    gap_bound = mult_bound = 0.0
+    prem_so_far, paper_so_far, n_thm1, n_mult = True, True, 0, 0
     step_max = {cid: None for cid in STEP_CLAIMS}
     evals = {0: (S_cl.numpy().copy(), S_ns.numpy().copy())}
+    mults = {0: 0.0}
     for t in range(T):
         b = draw_batch(N_SAMPLES, B, V, True, bg, ag)
         case = Case(b.samples.tolist(), b.anchor_slot.tolist(), b.pos_slot.tolist())
         drift_t = fro(S_cl - S_ns)
-        new_cl, new_ns = replay_step(S_cl, case, "CL", tau, eta), replay_step(S_ns, case, "NSCL", tau, eta)
+        new_cl = replay_step(S_cl, case, "CL", tau, eta, sym, diag_fixed)
+        new_ns = replay_step(S_ns, case, "NSCL", tau, eta, sym, diag_fixed)
         drift_next = fro(new_cl - new_ns)
-        ref = reference_claims(S_cl, S_ns, case, tau, B, T, delta, eta, drift_t, drift_next)
+        ref = reference_claims(S_cl, S_ns, case, tau, B, T, delta, eta, drift_t, drift_next, sym, diag_fixed)
         row = res.step_rows[t]
         for cid in STEP_CLAIMS:  # steps.csv: the max ratio over the instances whose premise held
             held = [r for r, p in zip(ref[cid][2], ref[cid][3]) if p]
@@ -403,6 +430,11 @@ def test_run_replayed_step_by_step_against_the_paper():
                 step_max[cid] = want if step_max[cid] is None else max(step_max[cid], want)
         S_cl, S_ns = new_cl, new_ns
         gap_bound = (1 + eta * Lip) * gap_bound + eta * ref["_gap_A"]
+        alpha_m, gamma_m, prem_t, paper_t = ref["_mult"]
+        mult_bound = (1 + eta * alpha_m) * mult_bound + eta * gamma_m
+        prem_so_far, paper_so_far = prem_so_far and prem_t, paper_so_far and paper_t
+        n_thm1 += prem_so_far and paper_so_far  # the trajectory claims are evaluated where their premise held so far
+        n_mult += prem_so_far
         # Thm. 1 after t + 1 steps: closed form (Eq. 2), the Grönwall product by a double loop, the measured form
         n = t + 1
         St = eta * n
@@ -413,8 +445,10 @@ def test_run_replayed_step_by_step_against_the_paper():
         assert row["bound_thm1_closed"] == pytest.approx(closed, rel=1e-12)
         assert row["bound_thm1_unrolled"] == pytest.approx(unrolled, rel=1e-12)
         assert row["bound_thm1_gap"] == pytest.approx(gap_bound, rel=1e-10)
+        assert row["bound_thm1_mult"] == pytest.approx(mult_bound, rel=1e-10)
         if n % cfg.eval_every == 0:
             evals[n] = (S_cl.numpy().copy(), S_ns.numpy().copy())
+            mults[n] = mult_bound
     torch.testing.assert_close(res.sigma_cl, S_cl, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(res.sigma_ns, S_ns, rtol=1e-12, atol=1e-13)
     for cid in STEP_CLAIMS:
@@ -424,6 +458,7 @@ def test_run_replayed_step_by_step_against_the_paper():
     # Cors. 1-2 at every eval point, from their statements
     iu = np.triu_indices(M, 1)
     Mp = M * (M - 1) // 2
+    sq2 = math.sqrt(2) if sym else 1.0  # symmetric difference: ||upper(X)||_2 = ||off(X)||_F / sqrt 2 (tight forms)
     cert = {}
     for ev in res.eval_rows:
         S1, S2 = evals[ev["step"]]
@@ -431,6 +466,7 @@ def test_run_replayed_step_by_step_against_the_paper():
         k = fro(K1)
         sd = float(np.std(S1[iu]))
         bound = math.exp(eta * ev["step"] / (2 * tau**2 * B)) * eta * ev["step"] * Delta / (tau * math.sqrt(B))
+        bmult = mults[ev["step"]]
         drift = fro(S1 - S2)
         paper = lambda x: (1 - x) / (1 + x)  # noqa: E731
         tight = lambda x: math.sqrt(1 - x * x) if x < 1 else -1.0  # noqa: E731
@@ -441,11 +477,14 @@ def test_run_replayed_step_by_step_against_the_paper():
             "cka_lb_paper": paper(bound / k), "cka_lb_sharp": tight(bound / k),
             "cka_lb_meas": paper(drift / k), "cka_lb_meas_sharp": tight(drift / k),
             "cka_lb_exact": tight(fro(K2 - K1) / k),
-            "rsa_lb_paper": paper(bound / (math.sqrt(Mp) * sd)), "rsa_lb_sharp": tight(bound / (math.sqrt(Mp) * sd)),
+            "rsa_lb_paper": paper(bound / (math.sqrt(Mp) * sd)), "rsa_lb_sharp": tight(bound / (math.sqrt(Mp) * sd) / sq2),
             "rsa_lb_meas": paper(drift / (math.sqrt(Mp) * sd)),
-            "rsa_lb_meas_sharp": tight(drift / (math.sqrt(Mp) * sd)),
+            "rsa_lb_meas_sharp": tight(drift / (math.sqrt(Mp) * sd) / sq2),
             "rsa_lb_exact": tight(float(np.std((S2 - S1)[iu])) / sd),
         }
+        if ev["step"] > 0:  # Cors. 1-2 with the Thm1_mult bound (the run evaluates them after each eval step)
+            want.update(bound_mult=bmult, cka_lb_mult=tight(bmult / k),
+                        rsa_lb_mult=tight(bmult / (math.sqrt(Mp) * sd) / sq2))
         for key, v in want.items():
             assert ev[key] == pytest.approx(v, rel=1e-9, abs=1e-12), (ev["step"], key)
         cert = want
@@ -453,7 +492,8 @@ def test_run_replayed_step_by_step_against_the_paper():
              "Cor1_meas": ("cka", "cka_lb_meas"), "Cor1_meas_sharp": ("cka", "cka_lb_meas_sharp"),
              "Cor1_exact": ("cka", "cka_lb_exact"), "Cor2": ("rsa", "rsa_lb_paper"),
              "Cor2_sharp": ("rsa", "rsa_lb_sharp"), "Cor2_meas": ("rsa", "rsa_lb_meas"),
-             "Cor2_meas_sharp": ("rsa", "rsa_lb_meas_sharp"), "Cor2_exact": ("rsa", "rsa_lb_exact")}
+             "Cor2_meas_sharp": ("rsa", "rsa_lb_meas_sharp"), "Cor2_exact": ("rsa", "rsa_lb_exact"),
+             "Cor1_mult": ("cka", "cka_lb_mult"), "Cor2_mult": ("rsa", "rsa_lb_mult")}
     for cid, (value, lb) in final.items():
         got = res.checks[cid]["final"]
         assert got["lhs"] == pytest.approx(cert[value], rel=1e-9), cid
@@ -463,12 +503,15 @@ def test_run_replayed_step_by_step_against_the_paper():
     # Thm. 1 forms at T
     St = eta * T
     closed_T = math.exp(St / (2 * tau**2 * B)) * St * Delta / (tau * math.sqrt(B))
-    for cid, rhs in (("Thm1", closed_T), ("Thm1_gap", gap_bound),
+    for cid, rhs in (("Thm1", closed_T), ("Thm1_gap", gap_bound), ("Thm1_mult", mult_bound),
                      ("Thm1_unrolled", sum(eta * Delta / (tau * math.sqrt(B)) * (1 + eta * Lip) ** (T - 1 - s)
                                            for s in range(T)))):
         got = res.checks[cid]["final"]
         assert got["lhs"] == pytest.approx(fro(S_cl - S_ns), rel=1e-10), cid
         assert got["rhs"] == pytest.approx(rhs, rel=1e-10), cid
+    assert (res.checks["Thm1"]["evaluated"], res.checks["Thm1_unrolled"]["evaluated"]) == (n_thm1, n_thm1)
+    assert (res.checks["Thm1_mult"]["evaluated"], res.checks["Thm1_gap"]["evaluated"]) == (n_mult, T)
+    assert n_mult > n_thm1  # duplicated rows / symmetric Sigma leave the paper's premise, not the _mult one
     # L5: the exact probability by enumeration vs the union bound T B e^{-2 B eps^2} (= delta at eps_{B,delta})
     e = hand_eps(B, T, delta)
     l5 = res.checks["L5"]
@@ -510,6 +553,20 @@ def test_bound_formulas_by_hand():
     sharp = sum(eta[s] * D2 / (tau * math.sqrt(B)) * math.prod(1 + eta[u] * Lip for u in range(s + 1, T))
                 for s in range(T))
     assert tb.thm1_bound_sharp(eta, B, C_, delta, tau) == pytest.approx(sharp, rel=1e-12)
+    # with duplicated anchor rows: alpha_t = kappa eta_t m_t/(2 tau^2 B), gamma_t = kappa eta_t sqrt(q_t) Delta'/(tau B)
+    rows = [3, 3, 5, 7, 7, 7, 9]
+    assert tuple(tb.anchor_row_multiplicity(rows)) == (3, 2**2 + 1 + 3**2 + 1, 7)
+    m_t, q_t = [1, 2, 3, 1, 2], [64, 70, 80, 64, 66]
+    for kappa in (1.0, 2.0):
+        al = [kappa * eta[t] * m_t[t] / (2 * tau**2 * B) for t in range(T)]
+        ga = [kappa * eta[t] * math.sqrt(q_t[t]) * D2 / (tau * B) for t in range(T)]
+        want = sum(ga[s] * math.prod(1 + al[u] for u in range(s + 1, T)) for s in range(T))
+        got = tb.thm1_bound_sharp_multiplicity(eta, B, C_, delta, tau, m_t, q_t, kappa=kappa)
+        assert got == pytest.approx(want, rel=1e-12)
+        traj = [sum(ga[s] * math.prod(1 + al[u] for u in range(s + 1, n)) for s in range(n)) for n in range(T + 1)]
+        np.testing.assert_allclose(tb.thm1_trajectory_multiplicity(eta, D2, B, tau, m_t, q_t, kappa), traj, rtol=1e-12)
+    # m = 1, q = B, kappa = 1: the paper's sharp form
+    assert tb.thm1_bound_sharp_multiplicity(eta, B, C_, delta, tau, 1, B) == pytest.approx(sharp, rel=1e-12)
     # Cors. 1-2: rho = bound / ||K^CL||_F, r = bound / (sqrt(M) sigma_D); (1 - x)/(1 + x) and sqrt(1 - x^2)
     for bound, k, Mp, sd in ((0.3, 2.0, 45, 0.05), (5.0, 2.0, 4950, 0.01)):
         rho, r = bound / k, bound / (math.sqrt(Mp) * sd)
