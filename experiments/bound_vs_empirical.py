@@ -31,6 +31,7 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -43,6 +44,8 @@ import torch
 from torch import Tensor
 
 from runio import command_line, package_versions, read_json, write_csv, write_json
+from runio.cli import fail
+from runio.outdir import OutDirLock
 from theory.bounds import (
     appc_eq7_unrolled,
     appc_eq9_bound,
@@ -112,7 +115,8 @@ class _Setup:
     """Everything ``run_experiment`` needs, built (and validated) before any training step."""
 
     def __init__(self, cfg: RunConfig) -> None:
-        from .train import LockstepTrainer, TrainConfig
+        from .lockstep import LockstepTrainer
+        from .train_config import TrainConfig
 
         self.cfg = cfg
         self.train, self.test = load_data(cfg)
@@ -341,7 +345,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
     epochs and on SIGINT / SIGTERM (then :class:`experiments.train.TrainingInterrupted` propagates).
     ``status.json`` reads "running" until every file is written, then "done" (:func:`run_status`).
     """
-    from .train import TrainingInterrupted
+    from .lockstep import TrainingInterrupted
 
     t_start = time.perf_counter()
     out = Path(cfg.out)
@@ -760,22 +764,26 @@ def _num(v: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     prog = "bound_vs_empirical"
+    with contextlib.ExitStack() as stack:  # holds the --out lock until the run ends
+        return _main(prog, argv, stack)
+
+
+def _main(prog: str, argv: Sequence[str] | None, stack: contextlib.ExitStack) -> int:
     try:
         cfg, resume = parse_cli(argv)
         if cfg.threads > 0:  # CLI process only (library code never changes the thread count)
             torch.set_num_threads(cfg.threads)
+        stack.enter_context(OutDirLock(cfg.out))  # one writer per --out; stale *.tmp of a killed run removed
         mode = check_resume(cfg) if resume else "fresh"
         setup = None if mode == "done" else prepare(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad flag/value, missing or malformed dataset path
-        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    from experiments.train import TrainingDiverged
+        return fail(prog, e)
+    from experiments.lockstep import TrainingDiverged
 
     try:
         doc = run_experiment(cfg, resume=resume, setup=setup)
     except (ValueError, TrainingDiverged) as e:  # NaN loss, batch without negatives, ...: one line, no traceback
-        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
+        return fail(prog, e, status=1)
     if not cfg.quiet:
         print(format_table(doc))
         for n in doc["notes"]:

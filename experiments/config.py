@@ -1,6 +1,7 @@
-"""Configuration of ``python -m experiments.bound_vs_empirical``: defaults <- TOML file <- command-line flags.
+"""Configuration of ``python -m experiments.bound_vs_empirical``: defaults <- config file <- command-line flags.
 
-One flat set of keys (``RunConfig`` fields). A TOML file (``--config run.toml``, read with ``tomllib``) may
+One flat set of keys (``RunConfig`` fields). A JSON file (a run's own ``config.json`` included, so a run can be
+repeated from its record) or a TOML file (``--config run.toml``, read by ``runio.config.load_config``) may
 give them at top level or grouped in one level of tables whose names are free (``[data]``, ``[model]``,
 ``[train]``, ...); dashes and underscores in keys are equivalent. Flags given on the command line override the
 file, the file overrides the defaults. Every problem (unknown key, wrong type, value out of range, unreadable
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from runio import dataclass_from_dict
+from runio.cli import OneLineParser
+from runio.config import check_keys, load_config
 from theory.constants import check_delta, check_tau
 from theory.losses import LOSS_KINDS
 
@@ -295,58 +297,21 @@ def _split_pair(p: str) -> tuple[str, str]:
 
 
 # -------------------------------------------------------------------------------------------------------
-# TOML
-def _norm_key(k: str) -> str:
-    return k.strip().replace("-", "_")
-
-
+# config file (TOML or JSON)
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config: top-level keys and one level of tables, flattened to RunConfig field names.
+    """Read a config file -- TOML (one level of tables, flattened) or JSON, a run's own ``config.json``
+    included (runio.config.load_config) -- and check its keys against the RunConfig fields.
 
-    Raises a one-line ValueError for a missing / unreadable file, a TOML syntax error, an unknown key, a key
-    given twice (e.g. in two tables) or a nested table.
+    Raises a one-line ValueError for a missing / unreadable file, a syntax error, an unknown key, a key given
+    twice (e.g. in two tables) or a nested table.
     """
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {str(p)!r}") from None
-    except OSError as e:
-        raise ValueError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config file {str(p)!r} is not valid TOML: {str(e).splitlines()[0]}") from None
-    known = {f.name for f in fields(RunConfig)}
-    out: dict[str, Any] = {}
-
-    def put(key: str, value: Any, where: str) -> None:
-        k = _norm_key(key)
-        if k not in known:
-            raise ValueError(f"unknown config key {key!r}{where} in {str(p)!r} (known: {', '.join(sorted(known))})")
-        if k in out:
-            raise ValueError(f"config key {k!r} is given twice in {str(p)!r}")
-        out[k] = value
-
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            for k2, v2 in value.items():
-                if isinstance(v2, dict):
-                    raise ValueError(f"config table [{key}.{k2}] in {str(p)!r} is nested too deep (one level of tables)")
-                put(k2, v2, f" (table [{key}])")
-        else:
-            put(key, value, "")
-    return out
+    doc = load_config(path)
+    check_keys(doc, [f.name for f in fields(RunConfig)], f" in {str(path)!r} (RunConfig)")
+    return doc
 
 
 # -------------------------------------------------------------------------------------------------------
 # command line
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a one-line ValueError instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ValueError(message)
-
-
 def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
     dest = name.replace("-", "_")
     p.add_argument(f"--{name}", dest=dest, action="store_true", default=argparse.SUPPRESS, help=help)
@@ -357,10 +322,11 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     """The CLI; every option defaults to SUPPRESS so that only flags actually given override the TOML file."""
     d = RunConfig()
     S = argparse.SUPPRESS
-    p = _Parser(prog=prog, description="Train CL and NSCL (and optionally SCL, CE, DCL) in lockstep and compare "
+    p = OneLineParser(prog=prog, raise_errors=True, description="Train CL and NSCL (and optionally SCL, CE, DCL) in lockstep and compare "
                 "measured CKA / RSA with the certified lower bounds of Cors. 1-2 (Thm. 1), Lem. 7 and Thm. 2.",
                 argument_default=S)
-    p.add_argument("--config", metavar="FILE.toml", help="TOML file with any of the options below (flags win)")
+    p.add_argument("--config", metavar="FILE", help="TOML or JSON file with any of the options below, or a run's "
+                   "config.json (flags win)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default {d.dataset})")
     g.add_argument("--data-root", dest="data_root", help="dataset directory (cifar10/100, folder, fashion-mnist)")

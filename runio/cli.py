@@ -79,14 +79,19 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in ONE line (``prog: error: ...``) with exit status 2.
 
-    Defaults are shown in ``--help`` (:class:`DefaultsFormatter`, unless another ``formatter_class`` is given).
+    ``raise_errors=True``: raise a one-line ValueError instead (for ``parse_config(argv)``-style library
+    functions whose CLI reports it with :func:`fail`). Defaults are shown in ``--help``
+    (:class:`DefaultsFormatter`, unless another ``formatter_class`` is given).
     """
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
+    def __init__(self, *args: Any, raise_errors: bool = False, **kw: Any) -> None:
         kw.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kw)
+        self.raise_errors = raise_errors
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        if self.raise_errors:
+            raise ValueError(one_line(message))
         raise SystemExit(fail(self.prog, message))
 
 

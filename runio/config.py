@@ -116,13 +116,14 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
 
 
-def check_keys(d: Mapping[str, Any], known: Iterable[str], source: str = "config") -> None:
-    """One-line ValueError naming the keys of ``d`` that are not in ``known``."""
+def check_keys(d: Mapping[str, Any], known: Iterable[str], where: str = "") -> None:
+    """One-line ValueError naming the keys of ``d`` that are not in ``known`` (``where``, e.g. " in 'run.toml'",
+    follows the key names in the message)."""
     names = set(known)
     bad = sorted(set(d) - names)
     if bad:
         keys = ", ".join(repr(k) for k in bad)
-        raise ValueError(f"unknown {source} key{'s' if len(bad) > 1 else ''} {keys}; "
+        raise ValueError(f"unknown config key{'s' if len(bad) > 1 else ''} {keys}{where}; "
                          f"expected a subset of {', '.join(sorted(names))}")
 
 
