@@ -1,257 +1,137 @@
-"""Regenerate the paper's figures and tables from result files only (no training, no simulation).
+"""Every figure and table of the paper and the companion blog, regenerated from result files only.
 
-``python -m figures [--runs DIR ...] [--out DIR]`` searches the given directories (default ``./runs``)
-recursively for result directories:
+``python -m figures [--only NAME ...] [--runs DIR ...] [--out DIR]`` searches the ``--runs`` directories (default
+``./runs``) recursively for result directories, recognised by their ``config.json`` (figures.discover: encoder
+runs of ``experiments.bound_vs_empirical`` / ``experiments.sweep``, Sigma-space runs of ``simulate.sigma_descent``
+/ ``simulate.sweep``), groups them by config values and writes every figure the runs support. A figure whose
+inputs are missing is skipped with ONE line naming the sweep config to run; nothing is drawn empty.
 
-* encoder runs of ``python -m experiments.bound_vs_empirical`` (config.json + metrics.csv, models.csv), and
-* Sigma-space runs of ``python -m simulate.sigma_descent`` (steps.csv + checks.json, evals.csv),
+One module per figure or table (each ``make(catalog, output) -> paths``):
 
-and writes what those files support:
+  fig1_directions            Fig. 1 (App. A.2): weight vs representation directions, CKA/RSA/weight gap
+  fig2_alignment             Fig. 2: CKA / RSA of the contrastive model with NSCL, SCL, CE over epochs
+  fig3_classes               Figs. 3 / 7: CL-NSCL CKA / RSA heat-maps over C' and epoch, train and test
+  fig4_tau                   Fig. 4: CL-NSCL RSA / CKA over epochs per tau
+  fig5_batch                 Fig. 5: one panel per learning-rate scaling rule, one curve per batch size B
+  fig6_weight_gap            Fig. 6: mean relative weight gap over epochs
+  table1                     Tab. 1: NCCC and linear-probe accuracy (CSV, Markdown, LaTeX)
+  blog_fig3_losses           blog Fig. 3: contrastive and NSCL losses with the loss-gap bound over training
+  blog_fig4_gap_vs_classes   blog Fig. 4: loss gap vs C with log(1 + e^{2/tau}/(C - 1))
+  blog_fig6_table            blog Fig. 6: CKA / RSA table across datasets and architectures
+  sigma_fig3_classes, sigma_fig4_tau, sigma_fig5_batch   Sigma-space counterparts of Figs. 3-5
+  per_run                    per-run bounds / theory / Sigma-drift figures (under per_run/)
 
-  fig2_alignment        Fig. 2 style: CKA / RSA of every pair over epochs, one column per encoder run
-  fig3_heatmap_*        Fig. 3 (CKA) / Fig. 7 (RSA) style: CL-NSCL alignment vs C' and epoch (runs that differ
-                        only in the number of classes C'), train and test reference sets
-  fig4_tau_*            Fig. 4 style: CL-NSCL CKA / RSA over epochs per tau (runs that differ only in tau)
-  fig5_batch_*          Fig. 5 style: per batch size B (runs that differ only in B and the learning rate)
-  fig6_weight_gap       Fig. 6 style: mean relative weight gap over epochs
-  table1.md / .csv      Tab. 1 style: NCCC and linear-probe accuracy (%) per model at the last evaluation
-  bounds_<run>          measured alignment vs the Cor. 1-2 certificates of each encoder run
-  sigma_drift_<run>     Sigma-space drift vs the Thm. 1 bounds of each simulate run
-
-With no result directory it prints one line naming the commands that produce them and exits with status 1.
+Each figure's random-label control (runs with ``label_noise`` > 0 and otherwise the same config) is drawn beside
+it. Output names are unique and readable (``fig4_tau__dataset=synthetic``); nothing is written twice.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from runio import atomic_write_text, read_csv, read_json, write_csv
-
-__all__ = ["EncoderRun", "find_runs", "sweep_groups", "regenerate", "main", "SWEEP_IGNORE", "COMMANDS"]
-
-COMMANDS = ("python -m experiments.bound_vs_empirical --out runs/bve", "python -m simulate.sigma_descent --out runs/sigma")
-MAX_HEATMAP_COLUMNS = 12
-#: config keys that never distinguish runs for a sweep (outputs, measurement options)
-SWEEP_IGNORE = {"out", "quiet", "pairs", "eval_every", "theory", "theory_evals", "g_pairs", "beta_dirs", "fd_rel",
-                "theory_seed", "surrogate", "surrogate_constants", "lp_iters", "lp_l2", "ref_train", "ref_test",
-                "ref_seed", "ref_batch", "device", "bf16", "delta", "losses", "threads"}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# discovery
-class EncoderRun:
-    """One bound_vs_empirical result directory, read back from its files."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        doc = read_json(path / "config.json")
-        self.config: dict[str, Any] = doc.get("config", {})
-        self.resolved: dict[str, Any] = doc.get("resolved", {})
-        self.metrics = read_csv(path / "metrics.csv")
-        self.models = read_csv(path / "models.csv") if (path / "models.csv").is_file() else []
-        self.name = path.name
-        spe = self.resolved.get("steps_per_epoch")
-        if spe:  # fractional epochs: several evaluations per epoch stay distinct points
-            for r in self.metrics + self.models:
-                if r.get("step") is not None:
-                    r["epoch"] = float(r["step"]) / float(spe)
-
-    @property
-    def C(self) -> int:
-        return int(self.resolved.get("C") or self.config.get("classes") or 0)
-
-    @property
-    def contrastive(self) -> str:
-        return str(self.resolved.get("contrastive", "CL"))
-
-    def label(self) -> str:
-        c = self.config
-        return f"{self.name}: {c.get('dataset')} C'={self.C} τ={c.get('tau')} B={c.get('batch_size')}"
-
-
-def _is_encoder_run(p: Path) -> bool:
-    if not ((p / "config.json").is_file() and (p / "metrics.csv").is_file()):
-        return False
-    try:
-        doc = read_json(p / "config.json")
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and "losses" in doc.get("config", {})
-
-
-def _is_sigma_run(p: Path) -> bool:
-    return (p / "steps.csv").is_file() and (p / "checks.json").is_file()
-
-
-def find_runs(roots: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(encoder run dirs, simulate run dirs) under ``roots`` (each root itself or any sub-directory), sorted."""
-    enc: set[Path] = set()
-    sig: set[Path] = set()
-    for root in roots:
-        r = Path(root)
-        if not r.is_dir():
-            continue
-        for d in [r, *sorted(x for x in r.rglob("*") if x.is_dir())]:
-            if _is_encoder_run(d):
-                enc.add(d.resolve())
-            elif _is_sigma_run(d):
-                sig.add(d.resolve())
-    return sorted(enc), sorted(sig)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# grouping for sweeps
-def _key(cfg: dict, vary: set[str]) -> str:
-    return json.dumps({k: v for k, v in sorted(cfg.items()) if k not in SWEEP_IGNORE and k not in vary},
-                      sort_keys=True, default=str)
-
-
-def sweep_groups(runs: Sequence[EncoderRun], vary: set[str], by) -> list[list[EncoderRun]]:
-    """Groups of >= 2 runs that agree on every config key except ``vary`` (and SWEEP_IGNORE) and take >= 2
-    distinct values of ``by(run)``; within a group, one run per value (the first found)."""
-    groups: dict[str, dict[Any, EncoderRun]] = {}
-    for r in runs:
-        g = groups.setdefault(_key(r.config, vary), {})
-        g.setdefault(by(r), r)
-    return [[g[k] for k in sorted(g)] for g in groups.values() if len(g) >= 2]
-
-
-def _value_at(rows: Sequence[dict], pair: str, split: str, epoch: float, metric: str) -> float:
-    """``metric`` of ``pair`` at the LAST evaluation of ``epoch`` (the end-of-epoch one); NaN if absent."""
-    v = math.nan
-    for r in rows:
-        if r.get("pair") == pair and r.get("split") == split and r.get("epoch") == epoch and r.get(metric) is not None:
-            v = float(r[metric])
-    return v
-
-
-#: Figs. 4 / 5: (file stem, config keys that may differ, swept value, curve label, title, why skipped if no group)
-_SWEEP_FIGURES = (
-    ("fig4_tau", {"tau"}, lambda r: float(r.config["tau"]), lambda r: f"τ={r.config['tau']}",
-     "Effect of the temperature τ on CL–NSCL alignment", "needs >= 2 encoder runs that differ only in tau"),
-    # batch size with its learning-rate scaling
-    ("fig5_batch", {"batch_size", "lr"}, lambda r: int(r.config["batch_size"]),
-     lambda r: f"B={r.config['batch_size']}, η={r.config['lr']:g}",
-     "Effect of the batch size B (learning rate scaled with B) on CL–NSCL alignment",
-     "needs >= 2 encoder runs that differ only in the batch size (and lr)"),
+from . import (
+    blog_fig3_losses,
+    blog_fig4_gap_vs_classes,
+    blog_fig6_table,
+    fig1_directions,
+    fig2_alignment,
+    fig3_classes,
+    fig4_tau,
+    fig5_batch,
+    fig6_weight_gap,
+    per_run,
+    sigma_sweeps,
+    table1,
 )
+from .discover import Catalog, EncoderRun, SigmaRun, find_runs, group_runs
+from .plotting import Missing, Output
+
+__all__ = ["FIGURES", "CAPTIONS", "regenerate", "main", "find_runs", "group_runs", "Catalog", "EncoderRun",
+           "SigmaRun", "COMMANDS"]
+
+COMMANDS = ("python -m experiments.sweep configs/small/<name>.toml (encoder runs)",
+            "python -m simulate.sweep --out runs/small/sigma_<name> (Sigma-space runs)")
+
+#: name -> (make function, caption); order = the order of the paper, then the blog, then Sigma-space
+FIGURES: dict[str, tuple[Callable[[Catalog, Output], list[Path]], str]] = {
+    "fig1_directions": (fig1_directions.make, fig1_directions.CAPTION),
+    "fig2_alignment": (fig2_alignment.make, fig2_alignment.CAPTION),
+    "fig3_classes": (fig3_classes.make, fig3_classes.CAPTION),
+    "fig4_tau": (fig4_tau.make, fig4_tau.CAPTION),
+    "fig5_batch": (fig5_batch.make, fig5_batch.CAPTION),
+    "fig6_weight_gap": (fig6_weight_gap.make, fig6_weight_gap.CAPTION),
+    "table1": (table1.make, table1.CAPTION),
+    "blog_fig3_losses": (blog_fig3_losses.make, blog_fig3_losses.CAPTION),
+    "blog_fig4_gap_vs_classes": (blog_fig4_gap_vs_classes.make, blog_fig4_gap_vs_classes.CAPTION),
+    "blog_fig6_table": (blog_fig6_table.make, blog_fig6_table.CAPTION),
+    "sigma_fig3_classes": (sigma_sweeps.make_classes, sigma_sweeps.CAPTIONS["sigma_fig3_classes"]),
+    "sigma_fig4_tau": (sigma_sweeps.make_tau, sigma_sweeps.CAPTIONS["sigma_fig4_tau"]),
+    "sigma_fig5_batch": (sigma_sweeps.make_batch, sigma_sweeps.CAPTIONS["sigma_fig5_batch"]),
+    "per_run": (per_run.make, per_run.CAPTION),
+}
+CAPTIONS = {k: v[1] for k, v in FIGURES.items()}
 
 
-# ----------------------------------------------------------------------------------------------------------
-def regenerate(roots: Sequence[str | Path], out: str | Path, quiet: bool = False) -> dict[str, Any]:
-    """Write every figure / table the result files under ``roots`` support into ``out``.
+def regenerate(roots: Sequence[str | Path], out: str | Path, only: Sequence[str] | None = None,
+               catalog: Catalog | None = None, formats: Sequence[str] = ("png", "pdf"),
+               dpi: float | None = None) -> dict[str, Any]:
+    """Write every figure / table (or those in ``only``) that the runs under ``roots`` support into ``out``.
 
-    Returns {"written": [paths], "skipped": {figure: reason}, "encoder_runs": n, "sigma_runs": n}.
-    """
-    from experiments import plot
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    enc_dirs, sig_dirs = find_runs(roots)
-    runs = [EncoderRun(p) for p in enc_dirs]
-    written: list[Path] = []
+    Returns {"written": {figure: [paths]}, "skipped": {figure: one-line reason}, "encoder_runs": n,
+    "sigma_runs": n, "summaries": {figure file stem: what it shows}}. ValueError for an unknown name in
+    ``only``. ``formats``: image formats written per figure (png, pdf)."""
+    names = list(FIGURES) if not only else list(only)
+    bad = [n for n in names if n not in FIGURES]
+    if bad:
+        raise ValueError(f"--only must name figures among {', '.join(FIGURES)}, got {bad[0]!r}")
+    cat = catalog if catalog is not None else find_runs(roots)
+    output = Output(out, formats, dpi)
+    written: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
-
-    if runs:
-        written += plot.plot_alignment_epochs([(r.label(), r.metrics) for r in runs], out / "fig2_alignment")
-        written += plot.plot_weight_gap([(r.label(), r.metrics) for r in runs], out / "fig6_weight_gap")
-        for r in runs:
-            written += plot.plot_alignment_run(r.metrics, out / f"bounds_{_safe(r.name)}", contrastive=r.contrastive)
-        written += _table1(runs, out)
-        # Fig. 3 / 7: C' heat-maps
-        groups = sweep_groups(runs, {"classes", "class_seed"}, lambda r: r.C)
-        if groups:
-            for gi, g in enumerate(groups):
-                epochs = sorted({float(m["epoch"]) for r in g for m in r.metrics if m.get("epoch") is not None})
-                if len(epochs) > MAX_HEATMAP_COLUMNS:  # evenly spaced columns, first and last kept
-                    keep = np.unique(np.round(np.linspace(0, len(epochs) - 1, MAX_HEATMAP_COLUMNS)).astype(int))
-                    epochs = [epochs[i] for i in keep]
-                for split, cmap in (("train", "Greens"), ("test", "Purples")):
-                    for metric, fig in (("cka", "fig3"), ("rsa", "fig7")):
-                        grid = np.array([[_value_at(r.metrics, f"{r.contrastive}-NSCL", split, e, metric)
-                                          for e in epochs] for r in g])
-                        written += plot.plot_heatmap(
-                            grid, [f"{e:g}" for e in epochs], [r.C for r in g],
-                            out / f"{fig}_heatmap_{metric}_{split}{'' if gi == 0 else f'_{gi}'}",
-                            f"CL–NSCL {metric.upper()} vs C' ({split} reference set)", cmap=cmap)
-        else:
-            skipped["fig3_heatmap"] = "needs >= 2 encoder runs that differ only in the number of classes C'"
-        # Figs. 4 / 5: one curve per tau / per batch size
-        for stem, vary, by, label, title, why in _SWEEP_FIGURES:
-            groups = sweep_groups(runs, vary, by)
-            for gi, g in enumerate(groups):
-                written += plot.plot_sweep([(label(r), r.metrics) for r in g],
-                                           out / f"{stem}{'' if gi == 0 else f'_{gi}'}", title,
-                                           pair=f"{g[0].contrastive}-NSCL")
-            if not groups:
-                skipped[stem] = why
-    else:
-        for k in ("fig2_alignment", "fig3_heatmap", "fig4_tau", "fig5_batch", "fig6_weight_gap", "table1"):
-            skipped[k] = "no encoder run (python -m experiments.bound_vs_empirical)"
-
-    if sig_dirs:
-        from simulate.plot import plot_sigma_run
-
-        for d in sig_dirs:
-            written += plot_sigma_run(d, out / f"sigma_drift_{_safe(d.name)}")
-    else:
-        skipped["sigma_drift"] = "no Sigma-space run (python -m simulate.sigma_descent)"
-    return {"written": written, "skipped": skipped, "encoder_runs": len(runs), "sigma_runs": len(sig_dirs)}
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def _table1(runs: Sequence[EncoderRun], out: Path) -> list[Path]:
-    """Tab. 1 style: NCCC and linear-probe test accuracy (%) per model at each run's last evaluation that has
-    them. Markdown + CSV."""
-    header = ["run", "model", "epoch", "NCCC", "LP"]
-    rows = []
-    for r in runs:
-        models = list(dict.fromkeys(str(m["model"]) for m in r.models))
-        for name in models:
-            sel = [m for m in r.models if m.get("model") == name]
-            nc = [m for m in sel if m.get("nccc") is not None]
-            lp = [m for m in sel if m.get("linear_probe") is not None]
-            last = nc[-1] if nc else (sel[-1] if sel else {})
-            rows.append([r.label(), name, f"{last.get('epoch', float('nan')):g}" if last else "",
-                         f"{100 * nc[-1]['nccc']:.2f}" if nc else "-",
-                         f"{100 * lp[-1]['linear_probe']:.2f}" if lp else "-"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    md = atomic_write_text(out / "table1.md", "Nearest class-centre (NCCC) and linear-probe (LP) test accuracy (%), "
-                           "last evaluation.\n\n" + "\n".join(lines) + "\n")
-    cp = write_csv(out / "table1.csv", [dict(zip(header, row)) for row in rows], columns=header)
-    return [md, cp]
+    for n in names:
+        before = len(output.written)
+        try:
+            FIGURES[n][0](cat, output)
+        except Missing as e:
+            skipped[n] = str(e)
+            continue
+        written[n] = output.written[before:]
+    return {"written": written, "skipped": skipped, "encoder_runs": len(cat.encoder), "sigma_runs": len(cat.sigma),
+            "summaries": output.summaries}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
-    import sys
 
-    p = argparse.ArgumentParser(prog="python -m figures", description="Regenerate the paper's figures and tables "
-                                "from result files (no training).")
+    p = argparse.ArgumentParser(prog="python -m figures", description="Regenerate the paper's and the blog's "
+                                "figures and tables from result files (no training).")
     p.add_argument("--runs", nargs="+", default=["runs"], help="directories searched recursively (default ./runs)")
-    p.add_argument("--out", default=None, help="output directory (default: runs/figures next to the first --runs)")
+    p.add_argument("--out", default=None, help="output directory (default: figures/ inside the first --runs)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these figures: {', '.join(FIGURES)}")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    enc, sig = find_runs(a.runs)
-    if not enc and not sig:
+    if a.only:
+        bad = [n for n in a.only if n not in FIGURES]
+        if bad:
+            p.error(f"--only must name figures among {', '.join(FIGURES)}, got {bad[0]!r}")
+    cat = find_runs(a.runs)
+    if not len(cat):
         print(f"figures: no result directories under {' '.join(a.runs)}; produce them with: "
-              f"{'  and  '.join(COMMANDS)}", file=sys.stderr)
+              f"{'  or  '.join(COMMANDS)}", file=sys.stderr)
         return 1
     out = Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures"
-    res = regenerate(a.runs, out, quiet=a.quiet)
+    try:
+        res = regenerate(a.runs, out, a.only, catalog=cat)
+    except ValueError as e:
+        print(f"figures: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     if not a.quiet:
         print(f"{res['encoder_runs']} encoder run(s), {res['sigma_runs']} Sigma-space run(s) -> {out}")
-        for path in res["written"]:
-            print(f"  wrote {path}")
-        for k, why in res["skipped"].items():
-            print(f"  skipped {k}: {why}")
+        for n, paths in res["written"].items():
+            shown = [x for x in paths if x.suffix != ".pdf"]
+            print(f"  {n}: {len(paths)} file(s), e.g. {shown[0] if shown else paths[0]}" if paths else f"  {n}: -")
+        for n, why in res["skipped"].items():
+            print(f"  skipped {n}: needs {why}")
     return 0
