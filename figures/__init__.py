@@ -103,15 +103,16 @@ def regenerate(roots: Sequence[str | Path], out: str | Path, only: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
+    from runio.cli import OneLineParser, fail, parse_with_config
+    from runio.outdir import check_out_dir
 
-    p = argparse.ArgumentParser(prog="python -m figures", description="Regenerate the paper's and the blog's "
+    p = OneLineParser(prog="python -m figures", description="Regenerate the paper's and the blog's "
                                 "figures and tables from result files (no training).")
     p.add_argument("--runs", nargs="+", default=["runs"], help="directories searched recursively (default ./runs)")
     p.add_argument("--out", default=None, help="output directory (default: figures/ inside the first --runs)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these figures: {', '.join(FIGURES)}")
     p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
+    a = parse_with_config(p, argv)
     if a.only:
         bad = [n for n in a.only if n not in FIGURES]
         if bad:
@@ -123,10 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     out = Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures"
     try:
+        check_out_dir(out)  # a file or a path below a file: one line, nothing written
         res = regenerate(a.runs, out, a.only, catalog=cat)
     except ValueError as e:
-        print(f"figures: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail(p.prog, e)
     if not a.quiet:
         print(f"{res['encoder_runs']} encoder run(s), {res['sigma_runs']} Sigma-space run(s) -> {out}")
         for n, paths in res["written"].items():
