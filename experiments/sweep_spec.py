@@ -37,7 +37,7 @@ Pseudo-keys (allowed in ``[base]``, ``[grid]`` and bundles):
 
 Run directories are named by the grid values only, ``key-value`` parts joined by ``__`` in grid order
 (``C-5__cseed-1__tau-0p5__lr-sqrt``): a dot becomes ``p`` and a minus sign ``m`` so no tool cuts the name at a
-dot; strings outside ``[A-Za-z0-9+-]`` get a short hash of the raw value; the name does not depend on the other
+dot; strings outside ``[A-Za-z0-9+-]`` (single inner ``_`` allowed) get a short hash of the raw value; the name does not depend on the other
 grid points (stable when the grid grows). A grid without axes has one point named ``base``.
 """
 
@@ -95,7 +95,8 @@ def value_label(v: Any) -> str:
     """A file-name-safe, readable, injective-enough label of one grid value (no dots).
 
     1 -> '1', 0.5 -> '0p5', -0.1 -> 'm0p1', 1e-06 -> '1em06', True -> 'on', None -> 'none',
-    ['CL', 'NSCL'] -> 'CL+NSCL', 'fashion-mnist' -> 'fashion-mnist', 'a/b' -> 'a-b-<hash>'.
+    ['CL', 'NSCL'] -> 'CL+NSCL', 'fashion-mnist' -> 'fashion-mnist', 'small_cnn' -> 'small_cnn',
+    'a/b' -> 'a-b-<hash>', 'a__b' -> 'a-b-<hash>' (``__`` separates the parts of a name).
     """
     if v is None:
         return "none"
@@ -112,7 +113,7 @@ def value_label(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "+".join(value_label(x) for x in v)
     s = str(v)
-    if re.fullmatch(r"[A-Za-z0-9+-]+", s):
+    if re.fullmatch(r"[A-Za-z0-9+-]+(_[A-Za-z0-9+-]+)*", s):  # single inner underscores: 'small_cnn', 'fourth_root'
         return s
     safe = re.sub(r"[^A-Za-z0-9+-]+", "-", s).strip("-")[:24] or "x"
     return f"{safe}-{hashlib.sha1(s.encode()).hexdigest()[:6]}"

@@ -58,7 +58,8 @@ def test_lr_rule_errors():
 # naming
 @pytest.mark.parametrize("v,label", [(1, "1"), (0.5, "0p5"), (0.1, "0p1"), (0.01, "0p01"), (-0.1, "m0p1"),
                                      (1e-06, "1em06"), (2.0, "2"), (True, "on"), (None, "none"),
-                                     (["CL", "NSCL"], "CL+NSCL"), ("fashion-mnist", "fashion-mnist")])
+                                     (["CL", "NSCL"], "CL+NSCL"), ("fashion-mnist", "fashion-mnist"),
+                                     ("fourth_root", "fourth_root")])
 def test_value_labels_have_no_dots(v, label):
     assert value_label(v) == label and "." not in label
 
@@ -66,6 +67,7 @@ def test_value_labels_have_no_dots(v, label):
 def test_odd_strings_get_a_hash_and_stay_distinct():
     a, b = value_label("data/a b"), value_label("data/a_b")
     assert a != b and a.startswith("data-a-b-") and "/" not in a and " " not in a
+    assert value_label("a__b").startswith("a-b-") and "__" not in value_label("_a")
 
 
 def test_point_names_readable_unique_stable(tmp_path):
