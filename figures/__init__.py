@@ -117,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad = [n for n in a.only if n not in FIGURES]
         if bad:
             p.error(f"--only must name figures among {', '.join(FIGURES)}, got {bad[0]!r}")
+    try:  # --out checked before anything else: a file or a path below a file is one line, nothing written
+        check_out_dir(Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures")
+    except ValueError as e:
+        return fail(p.prog, e)
     cat = find_runs(a.runs)
     if not len(cat):
         print(f"figures: no result directories under {' '.join(a.runs)}; produce them with: "
@@ -124,7 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     out = Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures"
     try:
-        check_out_dir(out)  # a file or a path below a file: one line, nothing written
         res = regenerate(a.runs, out, a.only, catalog=cat)
     except ValueError as e:
         return fail(p.prog, e)

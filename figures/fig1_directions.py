@@ -27,7 +27,7 @@ NAME = "fig1_directions"
 CAPTION = ("Learning dynamics of CL and NSCL: (a) weight-space directions diverge, (b) representation-space "
            "directions of one class stay close, (c) CKA/RSA stay high while the weight gap grows.")
 NEEDS = ("an encoder run with weights_init.pt and weights_final.pt (save_weights = true) "
-         "(python -m experiments.sweep configs/small/fig2_alignment.toml)")
+         "(python -m experiments.sweep configs/small/fig2_losses.toml)")
 N_CLASS_SAMPLES = 100
 
 __all__ = ["pca_points", "angle_deg", "weight_directions", "representation_directions", "make"]
