@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from theory.bounds import lem6_l2_sharp
 from theory.losses import (
     class_split_from_softmax,
     contrastive_grad_from_softmax,
@@ -102,7 +103,15 @@ CLAIMS: dict[str, dict] = {
                note=_NA_SIGMA),
     "L8": dict(paper="Lem. 8", kind="le", unit="step",
                statement="||G^CL(S^CL) - G^NSCL(S^NSCL)||_F <= Delta/(tau sqrt B) + (1/(2 tau^2 B)) ||S^CL - S^NSCL||_F",
-               premise="Cor. 3 event and logits in [-1, 1] for every anchor of the step", note=""),
+               premise="Cor. 3 event and logits in [-1, 1] for every anchor of the step, ordered Sigma, every anchor on "
+                       "its own row (m = 1; the proof uses Lem. 1)", note=""),
+    "L8_mult": dict(paper="Lem. 8 with row multiplicities (theory.bounds.thm1_unrolled_multiplicity)", kind="le",
+                    unit="step",
+                    statement="||G^CL(S^CL) - G^NSCL(S^NSCL)||_F <= kappa (sqrt(q) Delta'/(tau B) + m/(2 tau^2 B) D_t), "
+                              "m = max anchors on a row, q = sum_r n_r^2, Delta' = lem6_l2_sharp(Delta), kappa = 2 "
+                              "symmetric",
+                    premise="Cor. 3 event and logits in [-1, 1] for every anchor of the step (duplicates allowed)",
+                    note=""),
     "L8_A": dict(paper="Lem. 8 term (A)", kind="le", unit="step",
                  statement="||G^CL(S^CL) - G^NSCL(S^CL)||_F <= Delta/(tau sqrt B) (reweighting term alone)",
                  premise="as L8", note="term (A) is also the measured injection of Thm1_gap"),
@@ -120,12 +129,21 @@ CLAIMS: dict[str, dict] = {
     "Thm1_rec": dict(paper="Thm. 1 proof (recurrence)", kind="le", unit="step",
                      statement="D_{t+1} <= (1 + eta_t/(2 tau^2 B)) D_t + eta_t Delta/(tau sqrt B)",
                      premise="as L8 at step t", note=""),
+    "Thm1_rec_mult": dict(paper="Thm. 1 recurrence with row multiplicities", kind="le", unit="step",
+                          statement="D_{t+1} <= (1 + kappa eta_t m/(2 tau^2 B)) D_t + kappa eta_t sqrt(q) Delta'/(tau B)",
+                          premise="as L8_mult at step t", note=""),
     "Thm1": dict(paper="Thm. 1, Eq. 2", kind="le", unit="step",
                  statement="D_t <= exp(S_t/(2 tau^2 B)) S_t Delta/(tau sqrt B), S_t = sum_{s<t} eta_s (closed form)",
-                 premise="Cor. 3 event and bounded logits at every step so far", note=""),
+                 premise="theory.bounds.THM1_PREMISE at every step so far: Cor. 3 event, bounded logits, ordered Sigma, "
+                         "every anchor on its own row (m = 1)", note=""),
     "Thm1_unrolled": dict(paper="Thm. 1 proof (Gronwall product)", kind="le", unit="step",
                           statement="D_t <= sum_{s<t} gamma_s prod_{s<u<t} (1 + alpha_u) (exact solution of the recurrence)",
                           premise="as Thm1", note=""),
+    "Thm1_mult": dict(paper="Thm. 1 sharp, with row multiplicities (theory.bounds.thm1_bound_sharp_multiplicity)",
+                      kind="le", unit="step",
+                      statement="D_t <= sum_{s<t} gamma_s prod_{s<u<t} (1 + alpha_u), alpha_u = kappa eta_u m_u/(2 tau^2 B), "
+                                "gamma_s = kappa eta_s sqrt(q_s) Delta'/(tau B) (realised multiplicities)",
+                      premise="Cor. 3 event and bounded logits at every step so far (duplicates allowed)", note=""),
     "Thm1_gap": dict(paper="Thm. 1 with the measured Lem. 8 term (A)", kind="le", unit="step",
                      statement="D_t <= recurrence with injection eta_s ||G^CL(S^CL) - G^NSCL(S^CL)||_F (measured, no Delta)",
                      premise="none (deterministic; needs only the Lipschitz step)", note=""),
@@ -134,6 +152,9 @@ CLAIMS: dict[str, dict] = {
                  statement="CKA_t >= (1 - rho)/(1 + rho), rho = Thm1 bound / ||K^CL||_F", premise="as Thm1", note=""),
     "Cor1_sharp": dict(paper="Cor. 1 (tight cosine bound)", kind="cert", unit="eval point",
                        statement="CKA_t >= sqrt(1 - rho^2), rho = Thm1 bound / ||K^CL||_F", premise="as Thm1", note=""),
+    "Cor1_mult": dict(paper="Cor. 1 (tight cosine bound) with the Thm1_mult drift bound", kind="cert", unit="eval point",
+                      statement="CKA_t >= sqrt(1 - rho^2), rho = Thm1_mult bound / ||K^CL||_F", premise="as Thm1_mult",
+                      note=""),
     "Cor1_meas": dict(paper="Cor. 1 with measured drift", kind="cert", unit="eval point",
                       statement="CKA_t >= (1 - rho)/(1 + rho), rho = ||S^CL - S^NSCL||_F / ||K^CL||_F (measured)",
                       premise="none (deterministic)", note="isolates the last step of Cor. 1 from the drift bound"),
@@ -147,6 +168,9 @@ CLAIMS: dict[str, dict] = {
     "Cor2_sharp": dict(paper="Cor. 2 (tight cosine bound)", kind="cert", unit="eval point",
                        statement="RSA_t >= sqrt(1 - r^2), r = Thm1 bound / (sqrt(M) sigma_D) (/sqrt 2 for symmetric Sigma)",
                        premise="as Thm1", note=""),
+    "Cor2_mult": dict(paper="Cor. 2 (tight cosine bound) with the Thm1_mult drift bound", kind="cert", unit="eval point",
+                      statement="RSA_t >= sqrt(1 - r^2), r = Thm1_mult bound / (sqrt(M) sigma_D) (/sqrt 2 for symmetric Sigma)",
+                      premise="as Thm1_mult", note=""),
     "Cor2_meas": dict(paper="Cor. 2 with measured drift", kind="cert", unit="eval point",
                       statement="RSA_t >= (1 - r)/(1 + r), r = ||S^CL - S^NSCL||_F / (sqrt(M) sigma_D)", premise="none",
                       note=""),
@@ -158,7 +182,7 @@ CLAIMS: dict[str, dict] = {
 CLAIM_ORDER = list(CLAIMS)
 # per-step claims whose ratio goes into steps.csv
 _STEP_CLAIMS = ("L1", "L2", "L2_CL", "L2_jac", "L3", "L3_batch", "L3_nscl_display", "L4", "Cor3", "Cor3_excl", "Cor3_mass", "L6",
-                "L6_l2", "L6_identity", "L8", "L8_A", "Thm1_rec")
+                "L6_l2", "L6_identity", "L8", "L8_A", "L8_mult", "Thm1_rec", "Thm1_rec_mult")
 
 
 @dataclass
@@ -243,20 +267,15 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims: dict[str, ClaimEval] = {}
 
     # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients g_s = (p_r - e_pos(s))/tau on row r (merged keys);
-    # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i); a fixed diagonal
-    # (diag="fixed") is not a coordinate: g_ii is dropped (ordered: ||g||^2 - g_ii^2; symmetric: twice that)
+    # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i)
     own_a = g.own_col[ri]
 
     def per_anchor_sq(p: Tensor, valid: Tensor) -> Tensor:
         Pa = p.index_select(0, ri)
         Pa[ar[valid], pos_c[valid]] -= 1.0
         sq = Pa.square().sum(1)
-        d = Pa[ar, own_a]
-        if g.diag_fixed:
-            sq = sq - d * d
-            if g.symmetric:
-                sq = 2.0 * sq
-        elif g.symmetric:
+        if g.symmetric:
+            d = Pa[ar, own_a]
             sq = 2.0 * sq - d * d
         return sq / (tau * tau)
 
@@ -354,14 +373,28 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     prem_step = bool(prem.all())
     gap_A = _fro(st.U_cl - U_ns_at_cl)
     grad_gap = _fro(st.U_cl - st.U_ns)
-    claims["L8"] = _eval(grad_gap, inj + Lip * drift_t, prem_step)
-    claims["L8_A"] = _eval(gap_A, inj, prem_step)
-    claims["Thm1_rec"] = _eval(drift_next, (1.0 + eta * Lip) * drift_t + eta * inj, prem_step)
+    # the paper's constants need every anchor on its own row and ordered Sigma (Lem. 1, Lem. 2's block Hessian);
+    # the multiplicity forms (theory.bounds.thm1_unrolled_multiplicity) hold with duplicated rows
+    n_r = g.n_r.to(torch.float64)
+    m_rows, q_rows = float(n_r.max()), float(n_r.square().sum())
+    kappa = 2.0 if g.symmetric else 1.0
+    prem_paper = prem_step and m_rows == 1.0 and not g.symmetric
+    claims["L8"] = _eval(grad_gap, inj + Lip * drift_t, prem_paper)
+    claims["L8_A"] = _eval(gap_A, inj, prem_paper)
+    claims["Thm1_rec"] = _eval(drift_next, (1.0 + eta * Lip) * drift_t + eta * inj, prem_paper)
+    d_sharp = lem6_l2_sharp(Delta) if math.isfinite(Delta) else math.inf
+    alpha_m = kappa * m_rows / (2.0 * tau * tau * B)
+    gamma_m = kappa * math.sqrt(q_rows) * d_sharp / (tau * B)
+    claims["L8_mult"] = _eval(grad_gap, gamma_m + alpha_m * drift_t, prem_step)
+    claims["Thm1_rec_mult"] = _eval(drift_next, (1.0 + eta * alpha_m) * drift_t + eta * gamma_m, prem_step)
 
     ratio_pn = n_pos / n_neg.clamp(min=1)
     info = {
         "gap_A": gap_A,
         "premise_step": prem_step,
+        "premise_step_paper": prem_paper,
+        "mult_alpha": alpha_m,  # per unit eta: the Thm1_mult recurrence is D <- (1 + eta alpha) D + eta gamma
+        "mult_gamma": gamma_m,
         "row": {
             "grad_gap": grad_gap,
             "gap_A": gap_A,
@@ -371,6 +404,8 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
             "logits_ok_frac": float(in_range.double().mean()),
             "max_abs_logit": float(abs_logit.max()),
             "dup_anchor_rows": B - g.R,
+            "row_mult_max": int(m_rows),
+            "row_mult_sq": int(q_rows),
             "n_invalid_nscl": int((~has_neg).sum()),
         },
     }

@@ -26,8 +26,13 @@ def _fmt_ratio(x: Any) -> str:
     return f"{x:.3g}"
 
 
-def _holds_str(h: Any) -> str:
-    return "n/a" if h is None else ("yes" if h else "NO")
+def _holds_str(h: Any, vacuous: bool = False) -> str:
+    """yes / NO / n/a; a certificate whose lower bound never exceeded 0 reads "vacuous", not "yes"."""
+    if h is None:
+        return "n/a"
+    if h and vacuous:
+        return "vacuous"
+    return "yes" if h else "NO"
 
 
 def format_verdict_table(doc: dict, width: int = 110) -> str:
@@ -48,7 +53,7 @@ def format_verdict_table(doc: dict, width: int = 110) -> str:
         mx = _fmt_ratio(o["max_ratio"])
         if o.get("kind") == "eq" and o["evaluated"]:
             mx = f"{_fmt_ratio(o.get('min_ratio'))}..{mx} (dev {_eq_dev(o):.2g})"
-        lines.append(f"| {cid} | {o['evaluated']} | {mx} | {_holds_str(o['holds'])} | "
+        lines.append(f"| {cid} | {o['evaluated']} | {mx} | {_holds_str(o['holds'], bool(o.get('vacuous')))} | "
                      f"{o['violations']} | {pf} | {note} |")
     return "\n".join(lines)
 
@@ -65,7 +70,7 @@ def load_checks(run_dir: str | Path) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
-_LABEL_KEYS = ("views", "view_slots", "sigma", "replacement", "project", "diag", "eta_schedule", "eta", "tau",
+_LABEL_KEYS = ("views", "view_slots", "sigma", "replacement", "project", "eta_schedule", "eta", "tau",
                "batch_size", "n", "classes", "steps", "separation")
 
 
@@ -83,7 +88,7 @@ def _cell(o: dict | None) -> str:
     else:
         val = _fmt_ratio(o["max_ratio"])
     if o["holds"]:
-        return f"yes {val}"
+        return f"{_holds_str(True, bool(o.get('vacuous')))} {val}"
     return f"NO {val} ({o['violations']}/{o['evaluated']})"
 
 
@@ -119,6 +124,6 @@ def compare_checks(run_dirs: list[str | Path]) -> str:
     lines.append("")
     lines.append("common options: " + ", ".join(f"{k}={v}" for k, v in common.items()))
     lines.append("cells: holds + max LHS/RHS (ratio <= 1 holds; '==' claims: dev = max abs(LHS/RHS - 1), violated when "
-                 "> 1e-9); NO = violated (violations/evaluated); n/a = not evaluated (premise never held / not "
-                 "applicable)")
+                 "> 1e-9); NO = violated (violations/evaluated); vacuous = held, but the certified lower bound was <= 0 at "
+                 "every evaluated point; n/a = not evaluated (premise never held / not applicable)")
     return "\n".join(lines)

@@ -12,6 +12,8 @@ from torch import Tensor
 
 import runio
 
+from theory.bounds import cka_certificate_sharp, rsa_certificate_sharp
+
 from .montecarlo import lemma5_monte_carlo
 from .claims import CLAIM_ORDER, CLAIMS, EQ_RTOL, RTOL, _NA_SIGMA, _STEP_CLAIMS, ClaimEval, _eval, snapshot, step_claims
 
@@ -37,6 +39,7 @@ class ClaimTracker:
         self.worst_badness = -math.inf
         self.worst: dict | None = None
         self.last: dict | None = None
+        self.max_rhs_held = -math.inf  # largest RHS where the premise held (a certificate's lower bound)
 
     def _viol(self, r: Tensor) -> Tensor:
         if self.kind == "eq":
@@ -59,6 +62,7 @@ class ClaimTracker:
             self.max_ratio_outside = max(self.max_ratio_outside, float(r[~held].max()))
         if nh == 0:
             return None
+        self.max_rhs_held = max(getattr(self, "max_rhs_held", -math.inf), float(ev.rhs[held].max()))
         rh = torch.where(held, r, torch.full_like(r, -math.inf))
         i = int(rh.argmax())
         rmax = float(rh[i])
@@ -118,7 +122,10 @@ class CheckSuite:
         self.trackers = {cid: ClaimTracker(cid) for cid in CLAIM_ORDER}
         self.lemma5: dict | None = None
         self.stats = {"steps": 0, "steps_with_dup_rows": 0, "steps_event_false": 0, "steps_logits_out": 0,
-                      "anchors_invalid_nscl": 0, "mean_neg_frac": 0.0}
+                      "anchors_invalid_nscl": 0, "mean_neg_frac": 0.0, "max_row_mult": 1}
+        # Thm1_mult trajectory (sharp, realised row multiplicities) and the paper premise (THM1_PREMISE) so far
+        self.mult_bound = 0.0
+        self.premise_paper_all = True
 
     def evaluate_step(self, st, step: int, eta: float, drift_t: float, drift_next: float, batch,
                       item_labels: Tensor) -> dict:
@@ -135,20 +142,32 @@ class CheckSuite:
         s["steps_logits_out"] += int(info["row"]["logits_ok_frac"] < 1.0)
         s["anchors_invalid_nscl"] += info["row"]["n_invalid_nscl"]
         s["mean_neg_frac"] += (float(claims["Cor3"].lhs.mean()) - s["mean_neg_frac"]) / s["steps"]
+        s["max_row_mult"] = max(s.get("max_row_mult", 1), info["row"]["row_mult_max"])
+        self.mult_bound = (1.0 + eta * info["mult_alpha"]) * self.mult_bound + eta * info["mult_gamma"]
+        self.premise_paper_all = self.premise_paper_all and info["premise_step_paper"]
+        info["row"]["bound_thm1_mult"] = self.mult_bound
         info["row"].update(row)
         return info
 
     def evaluate_trajectory(self, step: int, drift: float, closed: float, unrolled: float, gap_bound: float,
                             premise_all: bool) -> None:
-        self.trackers["Thm1"].record(step, _eval(drift, closed, premise_all), None, None)
-        self.trackers["Thm1_unrolled"].record(step, _eval(drift, unrolled, premise_all), None, None)
+        paper = premise_all and self.premise_paper_all
+        self.trackers["Thm1"].record(step, _eval(drift, closed, paper), None, None)
+        self.trackers["Thm1_unrolled"].record(step, _eval(drift, unrolled, paper), None, None)
+        self.trackers["Thm1_mult"].record(step, _eval(drift, self.mult_bound, premise_all), None, None)
         self.trackers["Thm1_gap"].record(step, _eval(drift, gap_bound), None, None)
 
     def evaluate_eval_point(self, ev: dict, premise_all: bool) -> None:
         step = ev["step"]
+        paper = premise_all and self.premise_paper_all
+        # Cors. 1-2 (tight cosine) with the Thm1_mult drift bound, valid with duplicated rows
+        ev["bound_mult"] = self.mult_bound if step > 0 else 0.0
+        ev["cka_lb_mult"] = cka_certificate_sharp(ev["bound_mult"], ev["k_cl_fro"]).lower_bound
+        ev["rsa_lb_mult"] = rsa_certificate_sharp(ev["bound_mult"], ev["n_pairs"], ev["sigma_d"],
+                                                  symmetric=self.symmetric).lower_bound
         for metric, pre in (("cka", "Cor1"), ("rsa", "Cor2")):
             value = ev[metric]
-            for suffix, key, prem in (("", "paper", premise_all), ("_sharp", "sharp", premise_all),
+            for suffix, key, prem in (("", "paper", paper), ("_sharp", "sharp", paper), ("_mult", "mult", premise_all),
                                       ("_meas", "meas", True), ("_meas_sharp", "meas_sharp", True),
                                       ("_exact", "exact", True)):
                 lb = ev[f"{metric}_lb_{key}"]
@@ -172,13 +191,15 @@ class CheckSuite:
     # -- checkpointing
     def state_dict(self) -> dict:
         return {"trackers": {k: v.state_dict() for k, v in self.trackers.items()}, "stats": dict(self.stats),
-                "lemma5": self.lemma5}
+                "lemma5": self.lemma5, "mult_bound": self.mult_bound, "premise_paper_all": self.premise_paper_all}
 
     def load_state_dict(self, d: dict) -> None:
         for k, v in d["trackers"].items():
             self.trackers[k].load_state_dict(v)
         self.stats = dict(d["stats"])
         self.lemma5 = d["lemma5"]
+        self.mult_bound = d.get("mult_bound", 0.0)
+        self.premise_paper_all = d.get("premise_paper_all", True)
 
     # -- report
     def _dynamic_note(self, cid: str) -> str:
@@ -186,10 +207,19 @@ class CheckSuite:
         if cid in ("L1", "L2", "L2_CL", "L3_batch"):
             return (f"{s['steps_with_dup_rows']}/{s['steps']} steps had anchors sharing a row"
                     + ("; symmetric Sigma couples every pair of anchor blocks" if self.symmetric else ""))
+        if cid in ("L8", "L8_A", "Thm1_rec", "Thm1", "Thm1_unrolled", "Cor1", "Cor1_sharp", "Cor2", "Cor2_sharp"):
+            pre = (f"{s['steps_with_dup_rows']}/{s['steps']} steps had anchors sharing a row"
+                   + ("; symmetric Sigma" if self.symmetric else "") + " (outside the proved premise: see the _mult "
+                   "forms); ")
+        else:
+            pre = ""
         if cid in ("L4", "L6", "L6_l2", "Cor3_mass", "L8", "L8_A", "Thm1_rec", "Thm1", "Thm1_unrolled", "Cor1",
-                   "Cor1_sharp", "Cor2", "Cor2_sharp"):
+                   "Cor1_sharp", "Cor2", "Cor2_sharp", "L8_mult", "Thm1_rec_mult", "Thm1_mult", "Cor1_mult",
+                   "Cor2_mult"):
             extra = "" if math.isfinite(self.consts["Delta"]) else "; Delta undefined (eps >= 1 - 1/C): vacuous"
-            return (f"{s['steps_logits_out']}/{s['steps']} steps had logits outside [-1, 1]; "
+            if cid.endswith("_mult"):
+                extra += f"; max row multiplicity {s.get('max_row_mult', 1)}"
+            return pre + (f"{s['steps_logits_out']}/{s['steps']} steps had logits outside [-1, 1]; "
                     f"{s['steps_event_false']}/{s['steps']} steps had the Cor. 3 event false" + extra)
         if cid in ("Cor3", "Cor3_excl"):
             return (f"mean negative fraction (own slot counted) {s['mean_neg_frac']:.4f} vs 1 - 1/C = "
@@ -215,12 +245,15 @@ class CheckSuite:
             na = spec["note"] == _NA_SIGMA
             ev = tr.evaluated
             holds = None if (ev == 0 or na) else tr.violations == 0
+            # a certificate (lower bound) that never exceeded 0 where evaluated certifies nothing: "vacuous"
+            vacuous = bool(spec["kind"] == "cert" and ev and holds and tr.max_rhs_held <= 0.0)
             obj = {
                 "claim": cid, "paper": spec["paper"], "statement": spec["statement"], "kind": spec["kind"],
                 "unit": spec["unit"], "evaluated": ev, "violations": tr.violations,
                 "max_ratio": tr.max_ratio if ev else None,
                 "step_of_max": tr.step_of_max, "lhs_at_max": tr.lhs_at_max, "rhs_at_max": tr.rhs_at_max,
-                "holds": holds, "premise": spec["premise"], "premise_failed": tr.premise_failed,
+                "holds": holds, "vacuous": vacuous, "max_lower_bound": tr.max_rhs_held if spec["kind"] == "cert" and ev
+                else None, "premise": spec["premise"], "premise_failed": tr.premise_failed,
                 "violations_outside_premise": tr.violations_outside,
                 "max_ratio_outside_premise": tr.max_ratio_outside if tr.premise_failed else None,
                 "first_violation_step": tr.first_violation_step,

@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "eps_b_delta",
     "delta_c_delta",
+    "delta_from_eps",
     "check_tau",
     "check_delta",
     "check_classes",
@@ -183,4 +184,19 @@ def delta_c_delta(C: int, B: int, T: int, delta: float, tau: float) -> float:
             f"eps_b_delta={eps:.4g} >= 1 - 1/C={margin:.4g}: Delta_{{C,delta}} is undefined "
             f"(need larger B or smaller T*B/delta; B={B}, T={T}, delta={delta}, C={C})"
         )
+    return delta_from_eps(C, eps, tau)
+
+
+def delta_from_eps(C: int, eps: float, tau: float) -> float:
+    """2 e^{2/tau} (1/C + eps) / (1 - 1/C - eps) at a given eps >= 0 (the formula of ``delta_c_delta``, which
+    uses eps = eps_{B,delta}; the adversarial search uses the smallest eps of a given batch).
+
+    ValueError if eps >= 1 - 1/C; +inf if e^{2/tau} overflows.
+    """
+    C = check_classes(C)
+    tau = check_tau(tau)
+    eps = check_nonneg_float("eps", eps)
+    margin = 1.0 - 1.0 / C
+    if eps >= margin:
+        raise ValueError(f"eps must be < 1 - 1/C = {margin:.4g} for Delta to be defined, got eps={eps:.4g}")
     return 2.0 * exp_or_inf(2.0 / tau) * (1.0 / C + eps) / (margin - eps)
