@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runio import read_csv, read_json, write_csv, write_json
+from runio.cli import OneLineParser, fail
 
 from .sweep_run import POINT_FILE, STATUS_FILE, run_status
 from .sweep_spec import GridPoint, SweepSpec, expand_grid, load_sweep, parse_shard, select_shard
@@ -248,13 +249,8 @@ def format_plan(spec: SweepSpec, recs: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ValueError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m experiments.sweep", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m experiments.sweep", raise_errors=True, description=__doc__.split("\n\n")[0],
                 epilog="Example: python -m experiments.sweep configs/small/fig3_classes.toml --dry-run")
     p.add_argument("config", help="sweep TOML file (configs/small/*.toml, configs/paper/*.toml)")
     p.add_argument("--dry-run", action="store_true", help="list the runs with status and FLOP-based cost; run nothing")
@@ -286,8 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         summary = run_sweep(spec, shard, args.launcher, args.jobs, args.quiet)
     except ValueError as e:
-        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
+        return fail(prog, e)
     except KeyboardInterrupt as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 130

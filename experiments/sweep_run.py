@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def _run_experiment(cfg: Any, resume: bool) -> dict:
 def run_point(run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume, or skip) the grid point in ``run_dir``; returns {"status", "wall_s", "resumed"}.
 
+    ``cpu_s``: user + system CPU seconds of this process (load-independent, unlike ``wall_s`` on a shared machine).
     Raises ValueError (one line) for a missing / malformed point.json; training errors propagate.
     """
     from .config import config_from_dict
@@ -82,7 +84,9 @@ def run_point(run_dir: str | Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     _run_experiment(cfg, resume=True)  # resumes from ckpt.pt when there is one, else starts fresh
     wall = time.perf_counter() - t0
-    rec = {"status": run_status(d), "wall_s": wall, "resumed": before == "partial", "skipped": False}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rec = {"status": run_status(d), "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+           "resumed": before == "partial", "skipped": False}
     write_json(d / STATUS_FILE, rec)
     return rec
 

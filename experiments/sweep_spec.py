@@ -32,12 +32,12 @@ Pseudo-keys (allowed in ``[base]``, ``[grid]`` and bundles):
   ``sqrt`` 0.3 sqrt(B)/256, ``fourth_root`` 0.3 B^(1/4)/256, ``constant`` 0.3, ``paper`` 0.3 floor(B/256)
   (the Methods paragraph), ``none`` (``lr`` as given). ``lr_base`` replaces the 0.3.
 * ``seed``: s sets (init_seed, order_seed, aug_seed) = (3 s, 3 s + 1, 3 s + 2); s = 0 gives the defaults.
-* ``n_train_hint`` / ``classes_hint``: training-set size and class count of a ``folder`` dataset, used only by
-  the dry-run cost estimate (the loader is not run for a dry run).
+* ``n_train_hint`` / ``classes_hint`` / ``image_size_hint``: training-set size, class count and image side of a
+  ``folder`` dataset, used only by the dry-run cost estimate (the loader is not run for a dry run).
 
 Run directories are named by the grid values only, ``key-value`` parts joined by ``__`` in grid order
 (``C-5__cseed-1__tau-0p5__lr-sqrt``): a dot becomes ``p`` and a minus sign ``m`` so no tool cuts the name at a
-dot; strings outside ``[A-Za-z0-9+-]`` get a short hash of the raw value; the name does not depend on the other
+dot; strings outside ``[A-Za-z0-9+-]`` (single inner ``_`` allowed) get a short hash of the raw value; the name does not depend on the other
 grid points (stable when the grid grows). A grid without axes has one point named ``base``.
 """
 
@@ -57,7 +57,7 @@ __all__ = ["LR_RULES", "PSEUDO_KEYS", "GridPoint", "SweepSpec", "lr_from_rule", 
 
 #: learning rate as a function of B (Sec. 5 and Fig. 5); the constant 0.3 is ``lr_base``
 LR_RULES = ("linear", "sqrt", "fourth_root", "constant", "paper", "none")
-PSEUDO_KEYS = ("lr_rule", "lr_base", "seed", "n_train_hint", "classes_hint")
+PSEUDO_KEYS = ("lr_rule", "lr_base", "seed", "n_train_hint", "classes_hint", "image_size_hint")
 LAUNCHERS = ("local", "slurm", "submitit-local")
 SCALES = ("small", "paper")
 _SWEEP_KEYS = {"name": str, "description": str, "out": str, "scale": str, "launcher": str, "jobs": int,
@@ -95,7 +95,8 @@ def value_label(v: Any) -> str:
     """A file-name-safe, readable, injective-enough label of one grid value (no dots).
 
     1 -> '1', 0.5 -> '0p5', -0.1 -> 'm0p1', 1e-06 -> '1em06', True -> 'on', None -> 'none',
-    ['CL', 'NSCL'] -> 'CL+NSCL', 'fashion-mnist' -> 'fashion-mnist', 'a/b' -> 'a-b-<hash>'.
+    ['CL', 'NSCL'] -> 'CL+NSCL', 'fashion-mnist' -> 'fashion-mnist', 'small_cnn' -> 'small_cnn',
+    'a/b' -> 'a-b-<hash>', 'a__b' -> 'a-b-<hash>' (``__`` separates the parts of a name).
     """
     if v is None:
         return "none"
@@ -112,7 +113,7 @@ def value_label(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "+".join(value_label(x) for x in v)
     s = str(v)
-    if re.fullmatch(r"[A-Za-z0-9+-]+", s):
+    if re.fullmatch(r"[A-Za-z0-9+-]+(_[A-Za-z0-9+-]+)*", s):  # single inner underscores: 'small_cnn', 'fourth_root'
         return s
     safe = re.sub(r"[^A-Za-z0-9+-]+", "-", s).strip("-")[:24] or "x"
     return f"{safe}-{hashlib.sha1(s.encode()).hexdigest()[:6]}"
@@ -259,7 +260,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
 def _resolve(values: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Split pseudo-keys off: returns (RunConfig fields, cost hints, lr_rule)."""
     cfg = {k: v for k, v in values.items() if k not in PSEUDO_KEYS}
-    hints = {k: values[k] for k in ("n_train_hint", "classes_hint") if k in values}
+    hints = {k: values[k] for k in ("n_train_hint", "classes_hint", "image_size_hint") if k in values}
     rule = values.get("lr_rule", "none")
     if rule not in LR_RULES:
         raise ValueError(f"{where}: lr_rule must be one of {LR_RULES}, got lr_rule={rule!r}")

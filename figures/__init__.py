@@ -103,19 +103,24 @@ def regenerate(roots: Sequence[str | Path], out: str | Path, only: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
+    from runio.cli import OneLineParser, fail, parse_with_config
+    from runio.outdir import check_out_dir
 
-    p = argparse.ArgumentParser(prog="python -m figures", description="Regenerate the paper's and the blog's "
+    p = OneLineParser(prog="python -m figures", description="Regenerate the paper's and the blog's "
                                 "figures and tables from result files (no training).")
     p.add_argument("--runs", nargs="+", default=["runs"], help="directories searched recursively (default ./runs)")
     p.add_argument("--out", default=None, help="output directory (default: figures/ inside the first --runs)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these figures: {', '.join(FIGURES)}")
     p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
+    a = parse_with_config(p, argv)
     if a.only:
         bad = [n for n in a.only if n not in FIGURES]
         if bad:
             p.error(f"--only must name figures among {', '.join(FIGURES)}, got {bad[0]!r}")
+    try:  # --out checked before anything else: a file or a path below a file is one line, nothing written
+        check_out_dir(Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures")
+    except ValueError as e:
+        return fail(p.prog, e)
     cat = find_runs(a.runs)
     if not len(cat):
         print(f"figures: no result directories under {' '.join(a.runs)}; produce them with: "
@@ -125,8 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         res = regenerate(a.runs, out, a.only, catalog=cat)
     except ValueError as e:
-        print(f"figures: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail(p.prog, e)
     if not a.quiet:
         print(f"{res['encoder_runs']} encoder run(s), {res['sigma_runs']} Sigma-space run(s) -> {out}")
         for n, paths in res["written"].items():

@@ -17,7 +17,7 @@ NAME = "blog_fig3_losses"
 CAPTION = ("Contrastive and NSCL losses with the loss-gap bound over training (top); NSCL loss of a "
            "contrastive-trained and an NSCL-trained model (bottom).")
 NEEDS = ("encoder runs with theory.csv loss-gap columns (theory = true) "
-         "(python -m experiments.sweep configs/small/fig3_classes.toml)")
+         "(python -m experiments.sweep configs/small/blog_fig3_lossgap_training.toml)")
 
 
 def select(cat: Catalog) -> list:
@@ -60,16 +60,19 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                     if not any(data):
                         continue
                     a0, a1 = axes[0, j], axes[1, j]
+                    # colour = the model evaluated, marker = the loss (circle: contrastive, square: NSCL)
                     draw_curves(a0, [series(d, "epoch", "lossgap_loss_kind_clmodel") for d in data],
-                                f"{MATH[kind]} of the {kind} model", MODEL_COLOR[kind], ls=ls)
+                                f"{MATH[kind]} of the {kind}-trained model", MODEL_COLOR[kind], ls=ls)
                     draw_curves(a0, [series(d, "epoch", "lossgap_loss_nscl_clmodel") for d in data],
-                                f"{MATH['NSCL']} of the {kind} model", MODEL_COLOR["NSCL"], ls=ls)
+                                f"{MATH['NSCL']} of the {kind}-trained model", MODEL_COLOR[kind], ls=ls, marker="s",
+                                mfc="white")
                     draw_curves(a0, [series(_plus(d, "lossgap_loss_nscl_clmodel", "lossgap_bound_balanced_clmodel"),
                                             "epoch", "v") for d in data],
                                 r"bound $\mathcal{L}^{\mathrm{NSCL}} + \log(1 + e^{2/\tau}/(C-1))$", "k", ls=ls,
                                 marker="none", lw=1.0)
                     draw_curves(a1, [series(d, "epoch", "lossgap_loss_nscl_clmodel") for d in data],
-                                f"{MATH['NSCL']} of the {kind}-trained model", MODEL_COLOR[kind], ls=ls)
+                                f"{MATH['NSCL']} of the {kind}-trained model", MODEL_COLOR[kind], ls=ls, marker="s",
+                                mfc="white")
                     draw_curves(a1, [series(d, "epoch", "lossgap_loss_nscl_nsclmodel") for d in data],
                                 f"{MATH['NSCL']} of the NSCL-trained model", MODEL_COLOR["NSCL"], ls=ls, marker="s")
                 tau = float(rs[0].config["tau"])
@@ -78,9 +81,9 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                 axes[1, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("loss (reference batch)")
             axes[1, 0].set_ylabel(r"$\mathcal{L}^{\mathrm{NSCL}}$ (reference batch)")
-            extra = [(Line2D([], [], color="0.3", ls="-"), "train")]
-            if any(_rows(r, "test") for r in g.runs):
-                extra.append((Line2D([], [], color="0.3", ls="--"), "test"))
+            extra = []
+            if any(_rows(r, "test") for r in g.runs):  # split keys only when both splits are drawn
+                extra = [(Line2D([], [], color="0.3", ls="-"), "train"), (Line2D([], [], color="0.3", ls="--"), "test")]
             integer_epochs(axes.ravel())
             legend_below(fig, axes.ravel(), extra=extra, ncol=3)
             fig.suptitle("Contrastive vs NSCL loss during training, with the loss-gap bound", fontsize=9, x=0.01,

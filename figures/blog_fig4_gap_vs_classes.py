@@ -16,7 +16,7 @@ NAME = "blog_fig4_gap_vs_classes"
 CAPTION = ("The loss gap between the contrastive and the NSCL loss of the contrastive-trained model against the "
            "number of classes C, with the bound log(1 + e^{2/τ}/(C − 1)).")
 NEEDS = ("encoder runs with theory.csv loss-gap columns that differ only in the number of classes C' "
-         "(python -m experiments.sweep configs/small/fig3_classes.toml)")
+         "(python -m experiments.sweep configs/small/blog_fig4_lossgap_classes.toml)")
 
 
 def make(cat: Catalog, out: Output) -> list[Path]:
@@ -49,7 +49,8 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                                           "bound": float(np.log1p(np.exp(2 / tau) / (C - 1))), "n": len(vals)})
                     if xs:
                         lab = f"epoch {e:g}" + (f", random labels p={noise:g}" if noise > 0 else "")
-                        ax.plot(xs, ys, ls="--" if noise > 0 else "-", marker="o", color=colors[e], label=lab)
+                        ls = ("--" if noise > 0 else "-") if len(xs) >= 3 else "none"  # 2 points on log axes: markers
+                        ax.plot(xs, ys, ls=ls, marker="o", color=colors[e], label=lab)
             Cs = sorted({r.C for r in g.runs})
             grid = np.linspace(min(Cs), max(Cs), 200)
             ax.plot(grid, np.log1p(np.exp(2 / tau) / (grid - 1)), color="k", lw=1.2,

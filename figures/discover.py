@@ -242,11 +242,17 @@ def find_runs(roots: Iterable[str | Path]) -> Catalog:
         import os
 
         common = Path(os.path.commonpath([str(x.path) for x in runs]))
+        rels = []
         for x in runs:
             rel = x.path.relative_to(common) if x.path != common else Path(x.path.name)
             if str(rel) in ("", "."):
                 rel = Path(x.path.name)
-            x.name = safe_name("__".join(rel.parts))
+            rels.append(rel.parts)
+        # sweep runners put grid points under <sweep>/runs/<point>: the "runs" level says nothing, drop it
+        short = [tuple(p for p in parts if p != "runs") or parts for parts in rels]
+        use = short if len(set(short)) == len(short) else rels
+        for x, parts in zip(runs, use):
+            x.name = safe_name("__".join(parts))
         names = [x.name for x in runs]
         if len(set(names)) != len(names):  # cannot happen for distinct paths; guard the invariant
             raise ValueError(f"run names collide: {sorted(n for n in names if names.count(n) > 1)}")

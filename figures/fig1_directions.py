@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from .discover import Catalog, EncoderRun
-from .plotting import MODEL_COLOR, Missing, Output, legend_below, pair_label, plt, style
+from .plotting import MODEL_COLOR, integer_epochs, Missing, Output, legend_below, pair_label, plt, style
 from ._encoder import cl_pair, run_curve
 
 NAME = "fig1_directions"
 CAPTION = ("Learning dynamics of CL and NSCL: (a) weight-space directions diverge, (b) representation-space "
            "directions of one class stay close, (c) CKA/RSA stay high while the weight gap grows.")
 NEEDS = ("an encoder run with weights_init.pt and weights_final.pt (save_weights = true) "
-         "(python -m experiments.sweep configs/small/fig2_alignment.toml)")
+         "(python -m experiments.sweep configs/small/fig2_losses.toml)")
 N_CLASS_SAMPLES = 100
 
 __all__ = ["pca_points", "angle_deg", "weight_directions", "representation_directions", "make"]
@@ -117,7 +117,7 @@ def _embed(run: EncoderRun, sd: dict, images, train) -> np.ndarray:
     model = build_simclr_model(c["arch"], in_channels=int(train.images.shape[1]), width=float(c["width"]),
                                image_size=int(train.images.shape[-1]), proj_hidden=int(c["proj_hidden"]),
                                proj_dim=int(c["proj_dim"]),
-                               num_classes=train.num_classes if "CE" in run.losses else None, seed=0)
+                               num_classes=None, seed=0)  # the CL and NSCL models have no classifier head
     model.load_state_dict(sd)
     model.eval()
     with torch.no_grad():
@@ -176,6 +176,7 @@ def make(cat: Catalog, out: Output) -> list[Path]:
             ax2.set_ylabel("mean relative weight gap", color="#D55E00")
             ax2.grid(False)
             ax_c.set_title("(c) alignment vs weight gap", fontsize=8.5)
+            integer_epochs([ax_c, ax2])
             h1, l1 = ax_c.get_legend_handles_labels()
             h2, l2 = ax2.get_legend_handles_labels()
             ax_c.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7)

@@ -16,7 +16,7 @@ NAME = "fig2_alignment"
 CAPTION = ("Alignment during training: CKA / RSA between the contrastive model and the NSCL-, SCL- and "
            "CE-trained models (same initialisation, batches and augmentations).")
 NEEDS = ("an encoder run with >= 3 losses, e.g. losses CL/DCL, NSCL, SCL, CE "
-         "(python -m experiments.sweep configs/small/fig2_alignment.toml)")
+         "(python -m experiments.sweep configs/small/fig2_losses.toml)")
 
 
 def select(cat: Catalog) -> list:

@@ -13,7 +13,7 @@ NAME = "fig6_weight_gap"
 CAPTION = ("Weight-space gap: mean over layers of ||W_CL - W_X||_F / ||W_CL||_F between the contrastive model "
            "and each supervised model X, over epochs.")
 NEEDS = ("an encoder run with >= 2 losses and weight_gap_mean in metrics.csv "
-         "(python -m experiments.sweep configs/small/fig2_alignment.toml)")
+         "(python -m experiments.sweep configs/small/fig6_weight_gap.toml)")
 
 
 def select(cat: Catalog) -> list:

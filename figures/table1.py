@@ -12,7 +12,7 @@ from .plotting import Missing, Output
 NAME = "table1_accuracy"
 CAPTION = ("Nearest class-centre classifier (NCCC) and linear-probe (LP) test accuracy (%), all-way "
            "classification, at the last evaluation.")
-NEEDS = "an encoder run with models.csv (python -m experiments.sweep configs/small/fig2_alignment.toml)"
+NEEDS = "an encoder run with models.csv (python -m experiments.sweep configs/small/table1_accuracy.toml)"
 
 
 def select(cat: Catalog) -> list:

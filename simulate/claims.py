@@ -267,15 +267,20 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     claims: dict[str, ClaimEval] = {}
 
     # Lem. 1 and Lem. 3: per-anchor Sigma-space gradients g_s = (p_r - e_pos(s))/tau on row r (merged keys);
-    # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i)
+    # symmetric: ||g + g^T - Diag g||^2 = 2 ||g||^2 - g_ii^2 (g supported on row i); a fixed diagonal
+    # (diag="fixed") is not a coordinate: g_ii is dropped (ordered: ||g||^2 - g_ii^2; symmetric: twice that)
     own_a = g.own_col[ri]
 
     def per_anchor_sq(p: Tensor, valid: Tensor) -> Tensor:
         Pa = p.index_select(0, ri)
         Pa[ar[valid], pos_c[valid]] -= 1.0
         sq = Pa.square().sum(1)
-        if g.symmetric:
-            d = Pa[ar, own_a]
+        d = Pa[ar, own_a]
+        if g.diag_fixed:
+            sq = sq - d * d
+            if g.symmetric:
+                sq = 2.0 * sq
+        elif g.symmetric:
             sq = 2.0 * sq - d * d
         return sq / (tau * tau)
 

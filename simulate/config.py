@@ -17,17 +17,23 @@ Modelling options (CLI flag; default and why)
               (distinct samples within a batch; no duplicate anchors).
   project     ``clip`` (default): touched entries projected onto [-1, 1] after each step. Sec. 4.1 declares
               Sigma_t in [-1, 1]^{N x N} (cosines), and Lemmas 4, 6, 8 and Thm. 1 need bounded logits; Eq. 1
-              alone leaves the box (measured: within 1-8 steps at eta = 2 in the previous default regime, after
-              103 steps in the default regime below), after which those claims are evaluated outside their
-              premise. Clipping is the Euclidean projection onto a convex box, hence non-expansive
+              alone leaves the box (the README gives the step at which it does), after which those claims are
+              evaluated outside their premise. Clipping is the Euclidean projection onto a convex box, hence non-expansive
               (||P(a) - P(b)|| <= ||a - b||), so the Thm. 1 recurrence D_{t+1} <= (1 + eta L) D_t + eta Delta/(tau
               sqrt B) still holds for the projected runs. ``none``: Eq. 1 exactly (Sigma may leave [-1, 1]).
+  diag        ``fixed`` (default): the diagonal Sigma(i, i) = cos(x_i, x_i) = 1 is a constant, as in the
+              paper's Sigma (Sec. 3: a cosine-similarity matrix has a unit diagonal); the update is the
+              gradient wrt the off-diagonal coordinates only. ``free``: every touched entry is a coordinate,
+              Eq. 1 as written: a diagonal entry that a loss reads moves -- under with-replacement sampling a
+              duplicated draw puts Sigma(i, i) into the CL denominator (a same-class key with another id),
+              and with views=identity the positive logit is Sigma(i, i) itself. NSCL never reads Sigma(i, i)
+              in slots mode (same class), so ``free`` moves the CL diagonal only there.
   eta         constant (default DEFAULT_ETA = 16, see below), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2,
               or a ``.npy`` file of T sizes.
 
 
 Default regime: N = 1000, C = 100, V = 2 (M = 2000 items), B = 512, tau = 2, eta = 16, T = 200, delta = 0.05,
-aug_noise = 2, clip. Large tau and B keep Delta_{C,delta}(B; tau) small enough that the Thm. 1 / Cor. 1-2
+aug_noise = 2, clip, diag fixed. Large tau and B keep Delta_{C,delta}(B; tau) small enough that the Thm. 1 / Cor. 1-2
 certificates are not vacuous while Sigma still moves (the measured numbers are in the README).
 """
 
@@ -42,9 +48,12 @@ import numpy as np
 import runio
 
 from theory.constants import (
+    check_bool,
+    check_choice,
     check_classes,
     check_delta,
     check_eta_schedule,
+    check_nonneg_int,
     check_nonneg_float,
     check_positive_int,
     check_tau,
@@ -56,6 +65,7 @@ from theory.constants import (
 VIEWS = ("slots", "identity")
 SIGMA_MODES = ("ordered", "symmetric")
 PROJECTIONS = ("none", "clip")
+DIAG_MODES = ("fixed", "free")
 ETA_SCHEDULES = ("constant", "cosine")
 # Default step size of the default regime (see the module docstring): Sum eta = 3200 keeps the Thm. 1 certificate
 # non-vacuous (rho = 0.48) while Sigma moves by 13% (CKA(Sigma_0, Sigma_T) = 0.992).
@@ -87,6 +97,7 @@ class SigmaConfig:
     sigma: str = "ordered"
     replacement: bool = True
     project: str = "clip"
+    diag: str = "fixed"
     separation: float = 1.0
     embed_dim: int = 64
     aug_noise: float = 2.0
@@ -119,30 +130,6 @@ def derive_seeds(seed: int) -> tuple[int, int, int]:
     return int(s[0]), int(s[1]), int(s[2])
 
 
-def _check_choice(name: str, value: object, choices: tuple) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {name}={value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _check_seed(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
-    return int(value)
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be true or false, got {name}={value!r}")
-    return bool(value)
-
-
-def _check_nonneg_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
-    return int(value)
-
-
 def validate_config(cfg: SigmaConfig) -> None:
     """Raise a one-line ValueError for the first bad option (validators of theory/constants.py)."""
     if cfg.init_path is None:
@@ -161,30 +148,31 @@ def validate_config(cfg: SigmaConfig) -> None:
     check_tau(cfg.tau)
     check_delta(cfg.delta)
     T = check_positive_int("steps", cfg.steps)
-    _check_choice("views", cfg.views, VIEWS)
-    _check_choice("sigma", cfg.sigma, SIGMA_MODES)
-    _check_choice("project", cfg.project, PROJECTIONS)
+    check_choice("views", cfg.views, VIEWS)
+    check_choice("sigma", cfg.sigma, SIGMA_MODES)
+    check_choice("project", cfg.project, PROJECTIONS)
+    check_choice("diag", cfg.diag, DIAG_MODES)
     V = check_positive_int("view_slots", cfg.view_slots)
     if cfg.views == "slots" and V < 2:
         raise ValueError(f"view_slots must be >= 2 with views=slots (two distinct views), got view_slots={V}")
-    _check_bool("replacement", cfg.replacement)
+    check_bool("replacement", cfg.replacement)
     if not cfg.replacement and cfg.init_path is None and B > cfg.n:
         raise ValueError(f"batch_size must be <= n without replacement, got batch_size={B}, n={cfg.n}")
     check_nonneg_float("separation", cfg.separation)
     check_positive_int("embed_dim", cfg.embed_dim)
     check_nonneg_float("aug_noise", cfg.aug_noise)
     for name in ("init_seed", "batch_seed", "aug_seed"):
-        _check_seed(name, getattr(cfg, name))
-    _check_bool("checks", cfg.checks)
-    _check_nonneg_int("eval_every", cfg.eval_every)
-    _check_nonneg_int("lemma5_trials", cfg.lemma5_trials)
-    _check_nonneg_int("checkpoint_every", cfg.checkpoint_every)
+        check_nonneg_int(name, getattr(cfg, name))
+    check_bool("checks", cfg.checks)
+    check_nonneg_int("eval_every", cfg.eval_every)
+    check_nonneg_int("lemma5_trials", cfg.lemma5_trials)
+    check_nonneg_int("checkpoint_every", cfg.checkpoint_every)
     if cfg.stop_after is not None:
         s = check_positive_int("stop_after", cfg.stop_after)
         if s >= T:
             raise ValueError(f"stop_after must be < steps, got stop_after={s}, steps={T}")
-    _check_bool("save_sigma", cfg.save_sigma)
-    _check_bool("plot", cfg.plot)
+    check_bool("save_sigma", cfg.save_sigma)
+    check_bool("plot", cfg.plot)
     eta_values(cfg)
 
 

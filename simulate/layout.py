@@ -35,11 +35,17 @@ class BatchLayout:
     bprep_cl / bprep_ns of the (R, K) anchor rows); the (B, 2B) bool masks of theory.losses.contrastive_masks
     (same_class, pos_cl, den_cl, pos_ns, den_ns) and their PreparedMasks (prep_cl, prep_ns); the coalescing
     plan of the (B, 2B) scatter (ordered Sigma).
+
+    diag_fixed: the diagonal Sigma(i, i) is a constant (SigmaConfig.diag = "fixed"), not a coordinate: every
+    Sigma-space gradient built here (rows_to_block, to_block, sigma_grad) is zero on the block's diagonal
+    entries ``diag_entries``, and the step (simulate/step.py) leaves them unchanged.
     """
 
     def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
-                 key_labels: Tensor, unique_rows: Tensor, row_inv: Tensor, unique_cols: Tensor, col_inv: Tensor):
+                 key_labels: Tensor, unique_rows: Tensor, row_inv: Tensor, unique_cols: Tensor, col_inv: Tensor,
+                 diag_fixed: bool = False):
         self.B, self.M, self.symmetric = int(B), int(M), bool(symmetric)
+        self.diag_fixed = bool(diag_fixed)
         self.rows, self.cols = rows, cols
         self.anchor_labels, self.key_labels = anchor_labels, key_labels
         self.unique_rows, self.row_inv, self.unique_cols, self.col_inv = unique_rows, row_inv, unique_cols, col_inv
@@ -50,6 +56,21 @@ class BatchLayout:
             self.block_rows = unique_rows
             self.anchor_block_row = row_inv
         self.block_index = (self.block_rows[:, None] * M + unique_cols[None, :]).reshape(-1)
+
+    @functools.cached_property
+    def diag_entries(self) -> Tensor:
+        """(D,) flat indices within the block of its diagonal entries Sigma(i, i): the anchor rows' own columns
+        (ordered; D = R) or the block's diagonal (symmetric; D = K)."""
+        if self.symmetric:
+            K = int(self.unique_cols.shape[0])
+            return torch.arange(K) * (K + 1)
+        return torch.arange(self.R) * self.K + self.own_col
+
+    def drop_diag_(self, blk: Tensor) -> Tensor:
+        """Zero the diagonal entries of a block-shaped Sigma-space gradient when the diagonal is fixed (in place)."""
+        if self.diag_fixed:
+            blk.view(-1).index_fill_(0, self.diag_entries, 0.0)
+        return blk
 
     @functools.cached_property
     def flat_rc(self) -> Tensor:
@@ -227,9 +248,9 @@ class BatchLayout:
     def rows_to_block(self, U_rows: Tensor) -> Tensor:
         """Block gradient from the (R, K) anchor-row gradient (symmetric: embedded and symmetrised)."""
         if not self.symmetric:
-            return U_rows
-        out = torch.zeros(self.block_shape, dtype=U_rows.dtype).index_copy_(0, self.own_col, U_rows)
-        return self._symmetrise(out)
+            return self.drop_diag_(U_rows)
+        out = torch.zeros(self.block_shape, dtype=U_rows.dtype, device=U_rows.device).index_copy_(0, self.own_col, U_rows)
+        return self.drop_diag_(self._symmetrise(out))
 
     # -- scatter (B, 2B) -> block
     @functools.cached_property
@@ -283,14 +304,14 @@ class BatchLayout:
         out = torch.zeros(R * K, dtype=gc.dtype).index_add_(0, idx, gc.reshape(-1)).view(R, K)
         if scale != 1.0:
             out.mul_(scale)
-        return self._symmetrise(out)
+        return self.drop_diag_(self._symmetrise(out))
 
     def sigma_grad(self, g: Tensor) -> Tensor:
         """Batch gradient wrt Sigma (Eq. 1, 1/B) from per-anchor logit gradients: the (B, 2B) entries summed
         onto the unique touched entries (``scatter_sum``), times 1/B, symmetrised in symmetric mode. -> block."""
         out = self.scatter_sum(g)
         out.mul_(1.0 / self.B)
-        return self._symmetrise(out)
+        return self.drop_diag_(self._symmetrise(out))
 
     def gather_block(self, sigma: Tensor) -> Tensor:
         """Sigma on the touched block (a copy; one flat gather). Shape: (M, M) -> block_shape."""
@@ -309,16 +330,21 @@ class BatchLayout:
 
 
 def build_layout(
-    rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool
+    rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool,
+    diag: str = "free",
 ) -> BatchLayout:
     """BatchLayout of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
 
     Key k < B is anchor k's own item (self-masked); key B + s is anchor s's positive (id = batch position).
+    ``diag``: "free" (every touched entry a coordinate: Eq. 1 as written; the default of this low-level builder)
+    or "fixed" (Sigma(i, i) a constant; SigmaConfig's default). See simulate/config.py.
     """
+    if diag not in ("fixed", "free"):
+        raise ValueError(f"diag must be one of fixed, free, got diag={diag!r}")
     B = int(rows.shape[0])
     if cols.shape[0] != 2 * B or not torch.equal(cols[:B], rows):
         raise ValueError("cols must be [rows; positives] of length 2B (anchor s is key s)")
     unique_rows, row_inv = torch.unique(rows, return_inverse=True)
     unique_cols, col_inv = torch.unique(cols, return_inverse=True)
     return BatchLayout(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, unique_rows, row_inv,
-                       unique_cols, col_inv)
+                       unique_cols, col_inv, diag_fixed=diag == "fixed")

@@ -70,7 +70,7 @@ def load_checks(run_dir: str | Path) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
-_LABEL_KEYS = ("views", "view_slots", "sigma", "replacement", "project", "eta_schedule", "eta", "tau",
+_LABEL_KEYS = ("views", "view_slots", "sigma", "replacement", "project", "diag", "eta_schedule", "eta", "tau",
                "batch_size", "n", "classes", "steps", "separation")
 
 

@@ -99,6 +99,7 @@ class RunContext:
     eta: np.ndarray
     bounds: dict
     consts: dict
+    diag: str = "free"  # "fixed": Sigma(i, i) is a constant (SigmaConfig.diag)
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -116,8 +117,8 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
     batch = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
     rows, cols = batch_items(batch, ctx.V)
     lab = ctx.item_labels
-    geom = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric)
-    st = compute_step(state.sigma_cl, state.sigma_ns, geom, ctx.tau)
+    layout = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric, ctx.diag)
+    st = compute_step(state.sigma_cl, state.sigma_ns, layout, ctx.tau)
     if not (_all_finite(st.p_cl) and _all_finite(st.q_ns)):
         raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
     drift_t = state.drift
@@ -189,7 +190,7 @@ def run_sigma_descent(
         bounds = _bounds(eta, consts, B, cfg.tau, T)
     options = {
         "views": cfg.views, "view_slots": V, "sigma": cfg.sigma, "replacement": cfg.replacement,
-        "project": cfg.project, "eta_schedule": cfg.eta_schedule,
+        "project": cfg.project, "diag": cfg.diag, "eta_schedule": cfg.eta_schedule,
     }
     resolved = cfg.to_dict()
     resolved.update({"n": N, "classes": C, "view_slots": V})
@@ -235,7 +236,7 @@ def run_sigma_descent(
         runio.write_json(out / "config.json", config_doc)
     ctx = RunContext(N=N, B=B, V=V, M=M, tau=cfg.tau, replacement=cfg.replacement,
                      symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip", item_labels=ref.item_labels,
-                     eta=eta, bounds=bounds, consts=consts)
+                     eta=eta, bounds=bounds, consts=consts, diag=cfg.diag)
     stop_at = cfg.stop_after if cfg.stop_after is not None else T
     aborted = None
     t_loop = time.perf_counter()

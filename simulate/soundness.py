@@ -40,7 +40,6 @@ violation inside a premise, or a legacy violation: enough to rerun it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -539,25 +538,37 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    from runio.cli import OneLineParser, parse_with_config
+    from runio.outdir import OutDirLock
+
+    ap = OneLineParser(
         prog="python -m simulate.soundness",
-        description="Randomized soundness search of every certificate labelled proved (issue 6).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Randomized soundness search of every certificate labelled proved (issue 6).")
     ap.add_argument("--regimes", type=int, default=300, help="random regimes to try")
     ap.add_argument("--seed", type=int, default=0, help="seed of the regime sampler")
     ap.add_argument("--out", type=str, default="runs/soundness", help="output directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+    args = parse_with_config(ap, argv)
     if args.regimes < 1:
         ap.error(f"--regimes must be >= 1, got {args.regimes}")
     if args.seed < 0:
         ap.error(f"--seed must be >= 0, got {args.seed}")
+    try:
+        lock = OutDirLock(args.out).acquire()  # --out checked (one line) and held before the search
+    except ValueError as e:
+        ap.error(str(e))
+    try:
+        return _run(args, lock.path)
+    finally:
+        lock.release()
+
+
+def _run(args, out: Path) -> int:
     t0 = time.perf_counter()
     results = search(args.regimes, args.seed, quiet=args.quiet)
     summary = summarize(results)
     summary["seed"] = args.seed
     summary["wall_s"] = time.perf_counter() - t0
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _write(out, results, summary)
     print(format_summary(summary))

@@ -125,7 +125,8 @@ def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, layout: BatchLay
                    U: Tensor | None) -> Tensor:
     """blk - eta G on the block. Ordered Sigma: one pass from the softmax, blk + p * (-eta n_r/(B tau)) and
     blk - eta (p - w) n_r/(B tau) on the positives (the gradient of contrastive_grad_from_softmax, never
-    materialised); symmetric: blk - eta U with the symmetrised U."""
+    materialised); symmetric: blk - eta U with the symmetrised U. A fixed diagonal (layout.diag_fixed) keeps
+    its block entries (U is zero there already)."""
     if layout.symmetric:
         return torch.add(blk, U, alpha=-eta)
     coef = layout.row_scale * (-eta / tau)
@@ -133,6 +134,9 @@ def _updated_block(blk: Tensor, p: Tensor, prep: PreparedMasks, layout: BatchLay
     r, c = prep.pos_rows, prep.pos_cols
     if r.numel():
         new.index_put_((r, c), blk[r, c] + (p[r, c] - prep.pos_w) * coef[r])
+    if layout.diag_fixed:
+        d = layout.diag_entries
+        new.view(-1).index_copy_(0, d, blk.view(-1).index_select(0, d))
     return new
 
 

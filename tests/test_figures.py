@@ -249,3 +249,31 @@ def test_cli_no_runs_exit_1_and_bad_only_exit_2(tmp_path, synth):
     r = subprocess.run([sys.executable, "-m", "figures", "--runs", str(synth / "sig"), "--only", "fig9"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "fig9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fig1_from_saved_weights(tmp_path):
+    import torch
+
+    from experiments.models import build_simclr_model
+    from experiments.run_record import save_weights
+
+    d = encoder_run(tmp_path / "runs" / "w", classes=3, image_size=8, n_per_class=8, test_per_class=4)
+    models = {}
+    for name in ("CL", "NSCL"):
+        models[name] = build_simclr_model("mlp", in_channels=3, width=0.05, image_size=8, proj_hidden=8, proj_dim=6,
+                                          num_classes=None, seed=0)
+    save_weights(d / "weights_init.pt", models)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in models.values():
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    save_weights(d / "weights_final.pt", models)
+    res = figures.regenerate([tmp_path / "runs"], tmp_path / "out", only=["fig1_directions"], **FAST)
+    assert res["skipped"] == {}
+    row = _rows(tmp_path / "out" / "fig1_directions.csv")[0]
+    assert row["run"] == "w" and int(row["n_images"]) == 8
+    assert math.isclose(float(row["weight_angle_deg"]), float(row["weight_angle_raw_deg"]), rel_tol=1e-6)
+    assert 0.0 < float(row["representation_angle_deg"]) < 180.0
+    s = res["summaries"]["fig1_directions__w"]
+    assert any("angle" in a.get("title", "") for a in s["axes"]) and s["legend"]

@@ -52,7 +52,8 @@ def paper_loss(S: torch.Tensor, batch, labels, V: int, tau: float, kind: str) ->
 
 
 def reference_run(cfg: SigmaConfig):
-    """Slow Eq. 1: autograd of the loop loss wrt Sigma (ordered) or its upper triangle (symmetric)."""
+    """Slow Eq. 1: autograd of the loop loss wrt Sigma (ordered) or its upper triangle (symmetric); with
+    diag="fixed" the diagonal is not a coordinate (its gradient is dropped: the loss still reads it)."""
     ref = make_reference(cfg)
     V = ref.views
     eta = eta_values(cfg)
@@ -76,6 +77,9 @@ def reference_run(cfg: SigmaConfig):
                 paper_loss(P, batch, ref.labels, V, cfg.tau, kind).backward()
                 with torch.no_grad():
                     new = P - eta[t] * P.grad
+            if cfg.diag == "fixed":
+                new = new.clone()
+                new.diagonal().copy_(S[kind].diagonal())
             if cfg.project == "clip":
                 touched = torch.zeros_like(new, dtype=torch.bool)
                 rows, cols = batch_items(batch, V)
@@ -96,6 +100,10 @@ CASES = [
     dict(view_slots=3, project="clip", eta=3.0),
     dict(eta_schedule="cosine", n=9, batch_size=5),
     dict(classes=2, batch_size=3, n=4),  # NSCL anchors without negatives occur
+    dict(diag="free"),  # duplicated draws put Sigma(i, i) into the CL denominator: it moves
+    dict(diag="free", sigma="symmetric"),
+    dict(diag="free", views="identity"),  # the positive logit is Sigma(i, i)
+    dict(diag="free", views="identity", sigma="symmetric"),
 ]
 
 
@@ -109,6 +117,26 @@ def test_engine_matches_slow_reference(opts):
     assert not torch.equal(res.sigma_cl, make_reference(cfg).sigma0)  # Sigma actually moved
     if cfg.sigma == "symmetric":
         assert torch.equal(res.sigma_cl, res.sigma_cl.T) and torch.equal(res.sigma_ns, res.sigma_ns.T)
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(sigma="symmetric"), dict(views="identity", project="none"),
+                                  dict(views="identity", sigma="symmetric", project="none")],
+                         ids=["ordered", "symmetric", "identity", "identity-symmetric"])
+def test_diag_fixed_stays_one_free_moves(opts):
+    """diag=fixed (default): every diagonal entry is exactly 1 after every step; diag=free: the same batches
+    move the CL diagonal, exactly as the loop reference. (views=identity: the positive Sigma(i, i) = 1 is pushed
+    up, so only --project none lets it move.)"""
+    fixed = run_sigma_descent(tiny(steps=12, **opts), None, quiet=True)
+    free = run_sigma_descent(tiny(steps=12, diag="free", **opts), None, quiet=True)
+    assert fixed.config["diag"] == "fixed" and SigmaConfig().diag == "fixed"
+    for S in (fixed.sigma_cl, fixed.sigma_ns):
+        assert torch.equal(S.diagonal(), torch.ones(S.shape[0], dtype=S.dtype))
+    moved = (free.sigma_cl.diagonal() != 1.0).sum()
+    assert moved > 0  # a duplicated draw (or identity's positive) read Sigma(i, i)
+    if opts.get("views") != "identity":  # slots: NSCL never reads its own diagonal (same class)
+        assert torch.equal(free.sigma_ns.diagonal(), torch.ones(free.sigma_ns.shape[0], dtype=torch.float64))
+    S_ref, _ = reference_run(tiny(steps=12, diag="free", **opts))
+    torch.testing.assert_close(free.sigma_cl.diagonal(), S_ref["CL"].diagonal(), rtol=0, atol=1e-12)
 
 
 def test_reference_case_has_duplicates_and_invalid_nscl():
