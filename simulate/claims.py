@@ -43,6 +43,7 @@ from theory.losses import (
 
 from .layout import build_layout
 from .step import compute_step
+from theory.constants import exp_or_inf
 
 
 RTOL = 1e-12
@@ -342,7 +343,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
     subs.append(torch.where(both, torch.exp(lr - 2 * inv - lcount), zero))
     subs.append(torch.where(both, torch.exp(lcount - 2 * inv - lr), zero))
     z_ratio = torch.where(n_neg > 0, torch.exp(lr), torch.full_like(lr, math.inf))
-    claims["L4"] = _eval(z_ratio, math.exp(2 * inv) * n_pos / n_neg.clamp(min=1), in_range,
+    claims["L4"] = _eval(z_ratio, exp_or_inf(2 * inv) * n_pos / n_neg.clamp(min=1), in_range,
                          ratio=torch.stack(subs).amax(0))
     same_b = g.same_count.to(torch.float64)  # n_same, own slot included
     frac_in = (B - same_b) / B
@@ -403,7 +404,7 @@ def step_claims(st, consts: dict, C: int, drift_t: float, drift_next: float, eta
         "row": {
             "grad_gap": grad_gap,
             "gap_A": gap_A,
-            "delta_realised": float(2.0 * math.exp(2 * inv) * ratio_pn.max()) if bool(has_neg.all()) else math.inf,
+            "delta_realised": float(2.0 * exp_or_inf(2 * inv) * ratio_pn.max()) if bool(has_neg.all()) else math.inf,
             "alpha_max": float(ms.alpha.max()),
             "event_ok": bool(event.all()),
             "logits_ok_frac": float(in_range.double().mean()),

@@ -54,6 +54,7 @@ from theory import bounds as bd
 from theory.constants import delta_c_delta, eps_b_delta
 from theory.losses import contrastive_loss
 from theory.alignment_gram import cka_gram, rsa_gram
+from theory.constants import exp_or_inf
 
 __all__ = ["BOUNDS", "LEGACY", "Regime", "RegimeResult", "sample_regime", "check_regime", "search", "summarize",
            "format_summary", "main"]
@@ -357,7 +358,7 @@ def check_regime(reg: Regime, keep_trace: bool = False) -> RegimeResult:
             res.stats["L6_sharp_l2"].add_many(aq["l2m"] / bd.lem6_l2_sharp(Delta_T), prem_a, where)
         # per-anchor loss gap: log(1 + n_same e^{2/tau} / n_neg), computed here in float64
         hn = aq["has_neg"]
-        gap_rhs = torch.log1p(aq["n_same_keys"].double() * math.exp(2.0 / tau) / aq["n_neg"].clamp(min=1).double())
+        gap_rhs = torch.log1p(aq["n_same_keys"].double() * exp_or_inf(2.0 / tau) / aq["n_neg"].clamp(min=1).double())
         if hn.any():  # the library function on one anchor, so the vectorised form above is tied to it
             s0 = int(torch.nonzero(hn).flatten()[0])
             lib = bd.loss_gap_bound_counts(int(aq["n_same_keys"][s0]), int(aq["n_neg"][s0]), tau)
