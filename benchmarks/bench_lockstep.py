@@ -40,7 +40,7 @@ import time
 
 import torch
 
-import experiments.train as train_mod
+import experiments.lockstep as train_mod
 from experiments.config import RunConfig
 from experiments.data import synthetic_images
 from experiments.train import LockstepTrainer, TrainConfig

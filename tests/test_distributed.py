@@ -71,7 +71,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.distributed.all_reduce(g)
         g /= WORLD  # what DDP does
         # 2) the lockstep trainer under DDP
-        import experiments.train as T
+        import experiments.lockstep as T
         _patch_no_bn(T)
         tr = T.LockstepTrainer(_cfg(), _ds(), dist=ctx, quiet=True)
         seen = []
@@ -112,7 +112,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
         torch.testing.assert_close(r["toy_grad"], w.grad, rtol=1e-12, atol=1e-12)
 
     # trainer: one process on the global batch of 16
-    import experiments.train as T
+    import experiments.lockstep as T
     monkeypatch.setattr(T, "build_simclr_model", T.build_simclr_model)  # undone after the test
     _patch_no_bn(T)
     single = T.LockstepTrainer(_cfg(), _ds(), quiet=True)

@@ -506,7 +506,7 @@ def test_step_loss_bit_identical_to_theory_contrastive_loss(anchors):
 
 
 def test_shared_work_is_done_once_per_step_and_every_model_gets_the_same_tensor(monkeypatch):
-    import experiments.train as T
+    import experiments.lockstep as T
     calls = {"masks": 0, "aug": 0}
     real_masks = T.contrastive_masks
 
@@ -595,14 +595,14 @@ def test_background_digest_equals_synchronous_and_bounds_pending(monkeypatch):
     """The background (CUDA) digest path on CPU tensors: same chains, snapshot at consume time, bounded queue."""
     import time as _time
 
-    import experiments.train as T
-    real = T._tensor_sha256
+    import experiments.input_digest as T
+    real = T.tensor_sha256
 
     def slow(t):
         _time.sleep(0.005)
         return real(t)
 
-    monkeypatch.setattr(T, "_tensor_sha256", slow)
+    monkeypatch.setattr(T, "tensor_sha256", slow)
     names = ("CL", "NSCL")
     sync, bg = T.InputDigest(names), T.InputDigest(names, background=True, max_pending=2)
     g = torch.Generator().manual_seed(0)
@@ -623,7 +623,7 @@ def test_background_digest_equals_synchronous_and_bounds_pending(monkeypatch):
 
 
 def _amp_cpu(monkeypatch):
-    import experiments.train as T
+    import experiments.lockstep as T
     monkeypatch.setattr(T, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
 
 
@@ -682,7 +682,7 @@ def test_channels_last_path_on_cpu_matches_contiguous(monkeypatch):
         assert (p_cl - p_ref).norm() <= 1e-3 * p_ref.norm(), n
     one_cl = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
     with monkeypatch.context() as mp:
-        mp.setattr("experiments.train.AMP_DEVICE_TYPES", ("cuda",))
+        mp.setattr("experiments.lockstep.AMP_DEVICE_TYPES", ("cuda",))
         one_ref = LockstepTrainer(tiny_cfg(**kw), ds, quiet=True)
     one_ref.fit(max_steps=1)
     one_cl.fit(max_steps=1)
