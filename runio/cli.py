@@ -70,7 +70,8 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS, False) \
+        if "default" in text.lower() or action.default is None or action.default is argparse.SUPPRESS \
+                or action.default is False \
                 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return text
         return super()._get_help_string(action) or ""

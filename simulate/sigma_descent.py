@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-path", dest="init_path", help="embeddings .npy (N, d) or (N, V, d) of a real encoder")
     g.add_argument("--labels-path", dest="labels_path", help="labels .npy (N,) for --init-path")
     g = p.add_argument_group("seeds")
-    g.add_argument("--seed", type=int, help="derive --init-seed, --batch-seed, --aug-seed from one seed")
+    g.add_argument("--seed", type=int, help="derive --init-seed, --batch-seed, --aug-seed from one seed (default: "
+                                            "use those three)")
     g.add_argument("--init-seed", type=int, dest="init_seed", help=f"Sigma_0 (default {_D.init_seed})")
     g.add_argument("--batch-seed", type=int, dest="batch_seed", help=f"batch draws (default {_D.batch_seed})")
     g.add_argument("--aug-seed", type=int, dest="aug_seed", help=f"view pairs (default {_D.aug_seed})")
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="atomic checkpoint every K steps into OUT/checkpoint.pt (default 0 = never)")
     g.add_argument("--stop-after", type=int, dest="stop_after",
-                   help="stop after K steps with a checkpoint (simulated interruption; continue with --resume)")
+                   help="stop after K steps with a checkpoint (simulated interruption; continue with --resume) (default: run all "
+                        "steps)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (bit-exact)")
     g.add_argument("--save-sigma", dest="save_sigma", action="store_true", help="write sigma_cl.npy, sigma_ns.npy")
     g.add_argument("--no-plot", dest="plot", action="store_false", help="skip the figure")
@@ -192,11 +194,11 @@ def config_from_args(ns: argparse.Namespace, base: dict | None = None) -> SigmaC
         file_keys = set(doc)
         d.update(doc)
     given = {k: v for k, v in vars(ns).items() if k not in _NOT_CONFIG}
-    _check_init_path_sizes(d, {k for k in ("n", "classes") if k in given or k in file_keys})
     if "seed" in vars(ns):
         i, b, a = derive_seeds(ns.seed)
         d.update(init_seed=i, batch_seed=b, aug_seed=a)
     d.update(given)
+    _check_init_path_sizes(d, {k for k in ("n", "classes") if k in given or k in file_keys})
     return SigmaConfig.from_dict(d)
 
 

@@ -14,6 +14,7 @@ mean over the runs that share the cell) are written as PNG + PDF with ``simulate
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import hashlib
 import json
@@ -29,6 +30,8 @@ import numpy as np
 from runio import as_float, read_csv, write_csv, write_json
 from runio.cli import OneLineParser, fail, parse_with_config, record
 from runio.outdir import OutDirLock
+
+from .config import DIAG_MODES, PROJECTIONS, SIGMA_MODES, VIEWS, SigmaConfig
 
 __all__ = [
     "AXES",
@@ -352,48 +355,71 @@ def plot_heatmaps(rows: list[dict], out_dir: Path | str, x: str = "tau", y: str 
 # CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simulate.sweep``: grid of coupled Sigma-space runs -> sweep.csv + heat-maps (resumable)."""
-    ap = OneLineParser(prog="python -m simulate.sweep", description=main.__doc__)
+_DESCRIPTION = "``python -m simulate.sweep``: grid of coupled Sigma-space runs -> sweep.csv + heat-maps (resumable)."
+
+
+def build_parser() -> OneLineParser:
+    """The sweep CLI: swept axes, fixed options (defaults = SigmaConfig's), run options."""
+    D = SigmaConfig()  # ONE default regime: the fixed options default to simulate.sigma_descent's
+    ap = OneLineParser(prog="python -m simulate.sweep", description=_DESCRIPTION + " Every fixed option defaults to "
+                       "SigmaConfig's value (the simulate.sigma_descent default regime); the default grid varies C "
+                       "and tau around it.")
     g = ap.add_argument_group("swept axes (comma lists; ints 'a-b'; 'lin:a:b:n', 'log:a:b:n')")
-    g.add_argument("--classes", default="2,5,10")
-    g.add_argument("--tau", default="0.2,0.5,1.0")
-    g.add_argument("--batch-size", default="16")
-    g.add_argument("--eta", default="2.0")
-    g.add_argument("--seeds", default="0")
+    g.add_argument("--classes", default=f"10,{D.classes}", help="C values")
+    g.add_argument("--tau", default=f"1.0,{D.tau}", help="temperatures")
+    g.add_argument("--batch-size", default=str(D.batch_size), help="B values")
+    g.add_argument("--eta", default=str(D.eta), help="constant step sizes")
+    g.add_argument("--seeds", default="0", help="seeds (each gives init/batch/aug seeds via derive_seeds)")
     g = ap.add_argument_group("fixed options (SigmaConfig fields; see simulate/config.py)")
-    g.add_argument("--n-per-class", type=int, default=10, help="reference samples per class (N = n_per_class * C)")
-    g.add_argument("--steps", type=int, default=100)
-    g.add_argument("--delta", type=float, default=0.05)
-    g.add_argument("--views", default="slots")
-    g.add_argument("--sigma", default="ordered")
-    g.add_argument("--no-replacement", action="store_true")
-    g.add_argument("--project", default="none")
-    g.add_argument("--separation", type=float, default=1.0)
-    g.add_argument("--embed-dim", type=int, default=16)
+    g.add_argument("--n-per-class", type=int, default=D.n // D.classes,
+                   help="reference samples per class (N = n_per_class * C)")
+    g.add_argument("--steps", type=int, default=D.steps, help="T")
+    g.add_argument("--delta", type=float, default=D.delta, help="confidence delta")
+    g.add_argument("--views", default=D.views, choices=VIEWS, help="view slots or x' = x")
+    g.add_argument("--view-slots", type=int, default=D.view_slots, help="V with --views slots")
+    g.add_argument("--sigma", default=D.sigma, choices=SIGMA_MODES, help="ordered or symmetric Sigma")
+    g.add_argument("--no-replacement", action="store_true", help="distinct samples within a batch")
+    g.add_argument("--project", default=D.project, choices=PROJECTIONS,
+                   help="clip onto [-1, 1] (Sec. 4.1's box) or none (Eq. 1 exactly)")
+    g.add_argument("--diag", default=D.diag, choices=DIAG_MODES, help="Sigma(i,i) fixed at 1 or free")
+    g.add_argument("--separation", type=float, default=D.separation, help="class-mean norm of Sigma_0")
+    g.add_argument("--embed-dim", type=int, default=D.embed_dim, help="embedding dimension of Sigma_0")
+    g.add_argument("--aug-noise", type=float, default=D.aug_noise, help="view-slot perturbation of Sigma_0")
     g.add_argument("--eval-every", type=int, default=0, help="0: evaluate only at the end")
-    g.add_argument("--lemma5-trials", type=int, default=50)
-    g.add_argument("--no-checks", action="store_true")
+    g.add_argument("--lemma5-trials", type=int, default=50, help="Monte-Carlo trials for Lem. 5 per run")
+    g.add_argument("--no-checks", action="store_true", help="skip the per-step claim checks")
     g = ap.add_argument_group("run")
     g.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
-    g.add_argument("--out", default="runs/sweep")
+    g.add_argument("--out", default="runs/sweep", help="output directory")
     g.add_argument("--x", default="tau", help=f"heat-map x axis, one of {', '.join(AXES)}")
     g.add_argument("--y", default="classes", help="heat-map y axis")
     g.add_argument("--no-keep-runs", action="store_true", help="do not keep the per-run folders")
     g.add_argument("--quick", action="store_true", help="tiny grid (2 x 2 runs, 10 steps) to check the pipeline")
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    return ap
+
+
+def base_config(args: argparse.Namespace) -> dict:
+    """The fixed SigmaConfig fields of every grid point from the parsed options."""
+    return {
+        "steps": args.steps, "delta": args.delta, "views": args.views, "sigma": args.sigma,
+        "view_slots": args.view_slots, "replacement": not args.no_replacement, "project": args.project,
+        "diag": args.diag, "separation": args.separation, "aug_noise": args.aug_noise,
+        "embed_dim": args.embed_dim, "eval_every": args.eval_every, "lemma5_trials": args.lemma5_trials,
+        "checks": not args.no_checks, "plot": False,
+    }  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simulate.sweep``: grid of coupled Sigma-space runs -> sweep.csv + heat-maps (resumable)."""
+    ap = build_parser()
     args = parse_with_config(ap, argv)
     lock = None
     try:
         if args.quick:
             args.classes, args.tau, args.batch_size, args.eta, args.seeds = "2,3", "0.5,1.0", "32", "1.0", "0"
             args.steps, args.n_per_class, args.lemma5_trials, args.embed_dim = 10, 8, 10, 8
-        base = {
-            "steps": args.steps, "delta": args.delta, "views": args.views, "sigma": args.sigma,
-            "replacement": not args.no_replacement, "project": args.project, "separation": args.separation,
-            "embed_dim": args.embed_dim, "eval_every": args.eval_every, "lemma5_trials": args.lemma5_trials,
-            "checks": not args.no_checks, "plot": False,
-        }  # fmt: skip
+        base = base_config(args)
         tasks = make_tasks(
             parse_values(args.classes, int), parse_values(args.tau, float), parse_values(args.batch_size, int),
             parse_values(args.eta, float), parse_values(args.seeds, int), args.n_per_class, base,
