@@ -11,6 +11,17 @@ analytic gradients by torch autograd through ``theory/losses.py``) from several 
   L6  ||p_a - q_a||_1 (and ||.||_2) vs Delta;  mass: 2 alpha_a vs 2 Z_pos/Z_neg
   L8  ||G^CL(x) - G^NSCL(x')||_F vs Delta/(tau sqrt B) + ||x - x'||_F/(2 tau^2 B);  A: the x = x' term alone
 
+Sharper forms (theory.bounds; issue 6):
+  L2.hessian_mult   ||step operator||_2 vs kappa m/(2 tau^2 B)   (m = max anchors on one Sigma row)
+  L6.l1_sharp / l2_sharp   ||p - q||_1 vs Delta/(1 + Delta/2), ||p - q||_2 (merged coordinates) vs
+                    Delta/(sqrt2 (1 + Delta/2))
+  L8.A_sharp / full_sharp   L8 with Delta' = lem6_l2_sharp(Delta) and the paper's constants: proved only when
+                    every anchor has its own row and kappa = 1 (``paper_premise``); on other batches the
+                    record has in_premise = False and the summary reports it as max_ratio_outside_premise
+  L8.A_mult / full_mult     kappa (sqrt(q) Delta'/(tau B) + m ||x - x'||_F/(2 tau^2 B)), q = sum_r n_r^2: the
+                    form behind theory.bounds.thm1_unrolled_multiplicity, valid for every batch in the event
+kappa = 2 for sigma=symmetric with sym_grad=sum, else 1.
+
 G is the Sigma-space step direction of the batch loss (1/B) sum_a loss_a (Eq. 1), Frobenius norms are those
 of the similarity MATRIX. A ratio > 1 is a counterexample and is reported as found (never clipped).
 
@@ -62,6 +73,8 @@ from theory.constants import (
     check_tau,
     eps_b_delta,
 )
+from theory.constants import delta_from_eps as _delta_from_eps
+from theory.bounds import anchor_row_multiplicity, lem6_l1_sharp, lem6_l2_sharp
 from theory.losses import contrastive_masks, masked_contrastive_loss, softmax_mass_split
 
 __all__ = [
@@ -361,13 +374,9 @@ def build_problem(
 
 
 def delta_from_eps(C: int, eps: float, tau: float) -> float:
-    """Delta = 2 e^{2/tau} (1/C + eps)/(1 - 1/C - eps) (Sec. 3); ValueError if eps >= 1 - 1/C."""
-    C = check_classes(C)
-    tau = check_tau(tau)
-    eps = check_nonneg_float("eps", eps)
-    if eps >= 1.0 - 1.0 / C:
-        raise ValueError(f"eps must be < 1 - 1/C = {1 - 1 / C:.4g} for Delta to be defined, got eps={eps:.4g}")
-    return 2.0 * math.exp(2.0 / tau) * (1.0 / C + eps) / (1.0 - 1.0 / C - eps)
+    """Delta = 2 e^{2/tau} (1/C + eps)/(1 - 1/C - eps) (Sec. 3) at a given eps: theory.constants.delta_from_eps,
+    the one implementation behind delta_c_delta; ValueError if eps >= 1 - 1/C."""
+    return _delta_from_eps(C, eps, tau)
 
 
 def event_eps(batch: BatchSpec, C: int) -> float:
@@ -468,6 +477,74 @@ def _l8_a(prob, x, xp, tau, Delta):
     return lhs / rhs, lhs, rhs
 
 
+def _row_mult(prob) -> tuple[int, int, float]:
+    """(m, q, kappa): anchor-row multiplicities of the batch (theory.bounds.anchor_row_multiplicity) and the
+    symmetric factor (2 for sigma=symmetric with sym_grad=sum, whose step G + G^T - Diag G has norm <= 2 ||G||;
+    1 for ordered and for the Frobenius projection sym_grad=mean)."""
+    rows = 2 * np.asarray(prob.batch.sample_ids) + np.asarray(prob.batch.anchor_slots)
+    m = anchor_row_multiplicity(rows.astype(np.int64))
+    kappa = 2.0 if (prob.sigma == "symmetric" and prob.sym_grad == "sum") else 1.0
+    return m.m, m.q, kappa
+
+
+def paper_premise(prob) -> bool:
+    """Premise of the paper's Lem. 8 / Thm. 1 constants (theory.bounds.THM1_PREMISE, batch part): every anchor on
+    its own row and no symmetric doubling (kappa = 1)."""
+    m, _, kappa = _row_mult(prob)
+    return m == 1 and kappa == 1.0
+
+
+def _l6_sharp(prob, x, xp, tau, Delta, ord):
+    """Lem. 6 sharpened (theory.bounds.lem6_l1_sharp / lem6_l2_sharp); l2 on merged coordinates (keys on one
+    Sigma entry summed, as in the Sigma-space gradient)."""
+    s = prob.sim(x)
+    p = masked_contrastive_loss(s, *prob.masks["CL"], tau).p
+    q = masked_contrastive_loss(s, *prob.masks["NSCL"], tau).p
+    d = p - q
+    if ord == 1:
+        lhs = d.abs().sum(1)
+        rhs_v = lem6_l1_sharp(Delta)
+    else:
+        merged = torch.zeros(d.shape[0], prob.d + 1, dtype=DTYPE).scatter_add(1, prob._gather, d)
+        lhs = torch.linalg.vector_norm(merged, dim=1)
+        rhs_v = lem6_l2_sharp(Delta)
+    lhs = torch.where(_both_valid(prob), lhs, torch.zeros((), dtype=DTYPE))
+    rhs = torch.full_like(lhs, rhs_v)
+    return lhs / rhs, lhs, rhs
+
+
+def _l8_sharp(prob, x, xp, tau, Delta, form, term):
+    """Lem. 8 with Delta' = lem6_l2_sharp(Delta): form "paper" (1/(tau sqrt B), 1/(2 tau^2 B); premise m = 1,
+    kappa = 1) or "mult" (kappa sqrt(q)/(tau B), kappa m/(2 tau^2 B); theory.bounds.thm1_unrolled_multiplicity).
+    term "A": x' = x (reweighting term alone); "full": the pair (x, x')."""
+    Ds = lem6_l2_sharp(Delta)
+    m, q, kappa = _row_mult(prob)
+    B = prob.B
+    if form == "paper":
+        inj, lip = Ds / (tau * math.sqrt(B)), 1.0 / (2 * tau * tau * B)
+    else:
+        inj, lip = kappa * math.sqrt(q) * Ds / (tau * B), kappa * m / (2 * tau * tau * B)
+    if term == "A":
+        lhs = prob.mat_norm(prob.step("CL", x, tau) - prob.step("NSCL", x, tau))
+        rhs = torch.tensor(inj, dtype=DTYPE)
+    else:
+        lhs = prob.mat_norm(prob.step("CL", x, tau) - prob.step("NSCL", xp, tau))
+        rhs = inj + lip * prob.mat_norm(x - xp)
+    return lhs / rhs, lhs, rhs
+
+
+def _l2_hess_mult(prob, x, xp, tau, Delta, kind):
+    """Lem. 2 with row multiplicities: ||step operator||_2 <= kappa m/(2 tau^2 B)."""
+    _, lhs, _ = _l2_hess(prob, x, xp, tau, Delta, kind)
+    m, _, kappa = _row_mult(prob)
+    rhs = torch.tensor(kappa * m / (2 * tau * tau * prob.B), dtype=DTYPE)
+    return lhs / rhs, lhs, rhs
+
+
+# variants evaluated against the paper's constants with the sharpened Lem. 6; valid only under paper_premise
+PAPER_PREMISE_VARIANTS = ("A_sharp", "full_sharp")
+
+
 def claim_objectives(claim: str, prob: SigmaProblem) -> list[Objective]:
     """The ratio objectives of ``claim``. Per-anchor objectives (``per_anchor``) return one ratio per anchor
     (0 for anchors the claim does not apply to) and are maximised as max over anchors."""
@@ -480,6 +557,7 @@ def claim_objectives(claim: str, prob: SigmaProblem) -> list[Objective]:
         for kind in ("CL", "NSCL"):
             out.append(Objective("L2", "hessian", kind, False, False, bind(_l2_hess, kind=kind)))
             out.append(Objective("L2", "pair", kind, True, False, bind(_l2_pair, kind=kind)))
+            out.append(Objective("L2", "hessian_mult", kind, False, False, bind(_l2_hess_mult, kind=kind)))
     elif claim == "L3":
         for kind in ("CL", "NSCL"):
             out.append(Objective("L3", "anchor", kind, False, True, bind(_l3_anchor, kind=kind)))
@@ -488,9 +566,15 @@ def claim_objectives(claim: str, prob: SigmaProblem) -> list[Objective]:
         out.append(Objective("L6", "l1", "CL-NSCL", False, True, bind(_l6_norm, ord=1)))
         out.append(Objective("L6", "l2", "CL-NSCL", False, True, bind(_l6_norm, ord=2)))
         out.append(Objective("L6", "mass", "CL-NSCL", False, True, _l6_mass))
+        out.append(Objective("L6", "l1_sharp", "CL-NSCL", False, True, bind(_l6_sharp, ord=1)))
+        out.append(Objective("L6", "l2_sharp", "CL-NSCL", False, True, bind(_l6_sharp, ord=2)))
     elif claim == "L8":
         out.append(Objective("L8", "full", "CL-NSCL", True, False, _l8))
         out.append(Objective("L8", "A", "CL-NSCL", False, False, _l8_a))
+        out.append(Objective("L8", "A_sharp", "CL-NSCL", False, False, bind(_l8_sharp, form="paper", term="A")))
+        out.append(Objective("L8", "full_sharp", "CL-NSCL", True, False, bind(_l8_sharp, form="paper", term="full")))
+        out.append(Objective("L8", "A_mult", "CL-NSCL", False, False, bind(_l8_sharp, form="mult", term="A")))
+        out.append(Objective("L8", "full_mult", "CL-NSCL", True, False, bind(_l8_sharp, form="mult", term="full")))
     else:
         raise ValueError(f"claim must be one of {', '.join(CLAIMS)}, got claim={claim!r}")
     return out
@@ -591,6 +675,7 @@ class ClaimResult:
     note: str = ""
     x: np.ndarray | None = field(default=None, repr=False)
     xp: np.ndarray | None = field(default=None, repr=False)
+    in_premise: bool = True  # False: a form proved only for m = 1 / kappa = 1 (PAPER_PREMISE_VARIANTS) on this batch
 
     def record(self) -> dict:
         d = asdict(self)
@@ -729,12 +814,15 @@ def run_adversarial(
                             v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
                     else:
                         v, x, xp = search_claim(obj, prob, tau, Delta, rng, restarts)
-                    if obj.claim == "L2" and not obj.pair:
+                    if obj.claim == "L2" and obj.variant == "hessian":
                         hess_x[obj.kind] = x
                     r, lhs, rhs, anchor = evaluate_objective(obj, prob, x, xp, tau, Delta)
+                    inside = obj.variant not in PAPER_PREMISE_VARIANTS or paper_premise(prob)
                     results.append(ClaimResult(
                         f"r{n}", claim, obj.variant, obj.kind, comp, sigma, sym_grad, ids, diag, B, C, tau, e, Delta,
-                        anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d, "", x, xp,
+                        anchor, r, lhs, rhs, bool(r <= 1.0 + HOLDS_TOL), asdict(batch), prob.d,
+                        "" if inside else "outside the proved premise (anchors share a row / symmetric sum)", x, xp,
+                        inside,
                     ))  # fmt: skip
                     n += 1
     if out_dir is not None:
@@ -759,12 +847,23 @@ def summarize(results: Sequence[ClaimResult]) -> list[dict]:
         rs = [r for r in results if (r.claim, r.variant) == (claim, variant) and math.isfinite(r.ratio)]
         if not rs:
             continue
-        best = max(rs, key=lambda r: r.ratio)
+        inside = [r for r in rs if getattr(r, "in_premise", True)]
+        if not inside:  # only batches outside the proved premise: report the worst there, holds = n/a
+            best = max(rs, key=lambda r: r.ratio)
+            out.append({"claim": f"{claim}.{variant}", "max_ratio": math.nan, "rid": best.rid, "holds": None,
+                        "max_ratio_outside_premise": best.ratio,
+                        "at": f"outside premise: {best.kind} {best.composition} {best.sigma} tau={best.tau:g}"})
+            continue
+        best = max(inside, key=lambda r: r.ratio)
         at = f"{best.kind} {best.composition} {best.sigma} tau={best.tau:g}"
         if best.anchor is not None:
             at += f" anchor={best.anchor}"
-        out.append({"claim": f"{claim}.{variant}", "max_ratio": best.ratio, "at": at,
-                    "holds": all(r.holds for r in rs), "rid": best.rid})  # fmt: skip
+        row = {"claim": f"{claim}.{variant}", "max_ratio": best.ratio, "at": at,
+               "holds": all(r.holds for r in inside), "rid": best.rid}
+        outside = [r for r in rs if not getattr(r, "in_premise", True)]
+        if outside:  # e.g. Lem. 8 with the paper's constants on batches whose anchors share a row
+            row["max_ratio_outside_premise"] = max(r.ratio for r in outside)
+        out.append(row)
     for claim in CLAIMS:  # claims never evaluated (every batch outside the Cor. 3 event): say why
         rs = [r for r in results if r.claim == claim]
         if rs and all(r.variant == "skipped" for r in rs):
@@ -790,7 +889,7 @@ def save_results(results: Sequence[ClaimResult], out_dir: Path, config: dict) ->
 def reproduce(record: dict, arrays: dict) -> tuple[float, float, float, int | None]:
     """Recompute (ratio, lhs, rhs, anchor) of a saved record from its batch, options and the saved maximiser."""
     batch = BatchSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["batch"].items()})
-    prob = build_problem(batch, record["sigma"], record["sym_grad"], record["ids"])
+    prob = build_problem(batch, record["sigma"], record["sym_grad"], record["ids"], record.get("diag", "free"))
     objs = [o for o in claim_objectives(record["claim"], prob)
             if o.variant == record["variant"] and o.kind == record["kind"]]  # fmt: skip
     if len(objs) != 1:
@@ -850,10 +949,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if lock is not None:
             lock.release()
-    print(f"{'claim':<11}| {'max ratio':>10} | {'at':<46} | holds")
+    print(f"{'claim':<15}| {'max ratio':>10} | {'at':<46} | holds | outside premise")
     for s in summarize(res):
         holds = "n/a" if s["holds"] is None else s["holds"]
-        print(f"{s['claim']:<11}| {s['max_ratio']:>10.4f} | {s['at']:<46} | {holds}")
+        out = s.get("max_ratio_outside_premise")
+        print(f"{s['claim']:<15}| {s['max_ratio']:>10.4f} | {s['at']:<46} | {holds!s:<5} | "
+              + ("-" if out is None else f"{out:.4f}"))
     if not args.quiet:
         print(f"({len(res)} objectives, {time.time() - t0:.1f} s)")
     return 0
