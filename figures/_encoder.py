@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .discover import EncoderRun, Group, by_value, fmt_value
-from .plotting import integer_epochs, draw_curves, legend_below, ordered_colors, pair_label, plt, series
+from .plotting import integer_epochs, replicate_note, draw_curves, legend_below, ordered_colors, pair_label, plt, series
 
 __all__ = ["cl_pair", "pair_rows", "run_curve", "final_value", "sweep_figure", "METRIC_LABEL", "settings_columns"]
 
@@ -62,11 +62,13 @@ def sweep_figure(group: Group, value: Callable[[EncoderRun], Any], value_label: 
     fig, axes = p.subplots(len(metrics), len(panels), figsize=(3.4 * len(panels) + 0.6, 2.5 * len(metrics) + 0.6),
                            squeeze=False, sharex="col", sharey="row")
     table = []
+    counts = []
     for j, (ptitle, rs) in enumerate(panels):
         for v, reps in by_value(rs, value):
             for i, m in enumerate(metrics):
-                draw_curves(axes[i, j], [run_curve(r, m, split=split) for r in reps], value_label(v), colors[v])
-            row = {"panel": ptitle, "value": fmt_value(v), "runs": " ".join(r.name for r in reps)}
+                counts.append(draw_curves(axes[i, j], [run_curve(r, m, split=split) for r in reps], value_label(v),
+                                          colors[v]))
+            row = {"panel": ptitle, "value": fmt_value(v), "n_runs": len(reps), "runs": " ".join(r.name for r in reps)}
             for m in metrics:
                 for sp in ("train", "test"):
                     row[f"{m}_{sp}_final"] = final_value(reps, m, sp)
@@ -77,5 +79,5 @@ def sweep_figure(group: Group, value: Callable[[EncoderRun], Any], value_label: 
         axes[i, 0].set_ylabel(f"{pair_label(cl_pair(panels[0][1][0]))} {METRIC_LABEL.get(m, m)}")
     integer_epochs(axes.ravel())
     legend_below(fig, axes.ravel(), ncol=min(len(allvals), 6))
-    fig.suptitle(title + f" ({split} reference set)", fontsize=9, x=0.01, ha="left")
+    fig.suptitle(title + f" ({split} reference set{replicate_note(counts)})", fontsize=9, x=0.01, ha="left")
     return fig, table

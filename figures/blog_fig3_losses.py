@@ -77,6 +77,8 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                                 f"{MATH['NSCL']} of the NSCL-trained model", MODEL_COLOR["NSCL"], ls=ls, marker="s")
                 tau = float(rs[0].config["tau"])
                 lab = f"{ds}, C = {C}, τ = {tau:g}" + (f"\nrandom labels p = {noise:g}" if noise > 0 else "")
+                if len(rs) > 1:
+                    lab += f"\nmean of {len(rs)} runs (band = min–max)"
                 axes[0, j].set_title(lab, fontsize=8)
                 axes[1, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("loss (reference batch)")

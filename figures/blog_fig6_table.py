@@ -13,8 +13,8 @@ from ._encoder import cl_pair, final_value
 NAME = "blog_fig6_alignment_table"
 CAPTION = ("Representation similarity between the contrastive and the NSCL model trained with matched "
            "initialisation and mini-batch order, at the last evaluation.")
-NEEDS = ("encoder runs (python -m experiments.sweep configs/paper/blog_fig6_cka_rsa.toml; at small scale every "
-         "encoder run found is listed)")
+NEEDS = ("encoder runs (python -m experiments.sweep configs/small/blog_fig6_cka_rsa.toml; every encoder run found "
+         "is listed)")
 
 
 def make(cat: Catalog, out: Output) -> list[Path]:

@@ -44,7 +44,9 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                             curves = [series(pair_rows(r, pair, split), "epoch", metric) for r in rs]
                             draw_curves(axes[i, j], curves, pair_label(pair), col, ls=ls,
                                         marker="o" if split == "train" else "none")
-                axes[0, j].set_title(f"{rs[0].describe()}\n{title}", fontsize=8)
+                axes[0, j].set_title(f"{rs[0].describe()}\n{title}"
+                                       + (f", mean of {len(rs)} runs (band = min–max)" if len(rs) > 1 else ""),
+                                       fontsize=8)
                 axes[1, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("CKA")
             axes[1, 0].set_ylabel("RSA")

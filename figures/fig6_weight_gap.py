@@ -39,7 +39,9 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                     col = MODEL_COLOR.get(pair.split("-")[-1], "k")
                     curves = [series(pair_rows(r, pair, "train"), "epoch", "weight_gap_mean") for r in rs]
                     draw_curves(axes[0, j], curves, pair_label(pair), col)
-                axes[0, j].set_title(f"{rs[0].describe()}\n{title}", fontsize=8)
+                axes[0, j].set_title(f"{rs[0].describe()}\n{title}"
+                                       + (f", mean of {len(rs)} runs (band = min–max)" if len(rs) > 1 else ""),
+                                       fontsize=8)
                 axes[0, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("mean relative weight gap")
             integer_epochs(axes.ravel())

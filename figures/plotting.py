@@ -14,7 +14,7 @@ import numpy as np
 from runio import as_float, atomic_write_text, write_csv
 
 __all__ = ["STYLE", "Missing", "Output", "style", "plt", "MODEL_COLOR", "ordered_colors", "legend_below",
-           "series", "summarize", "integer_epochs", "mean_band", "draw_curves", "heatmap", "fmt_cells", "MATH", "pair_label"]
+           "series", "summarize", "integer_epochs", "replicate_note", "mean_band", "draw_curves", "heatmap", "fmt_cells", "MATH", "pair_label"]
 
 STYLE = str(Path(__file__).with_name("style.mplstyle"))
 #: fixed colours per model / pair partner (Okabe-Ito, as the style's cycle)
@@ -184,19 +184,19 @@ def mean_band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
 
 
 def draw_curves(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]], label: str, color, log: bool = False,
-                ls: str = "-", marker: str = "o", **kw) -> None:
-    """One setting over x: a single curve, or the mean of its replicates with a min-max band (label says how
-    many). On a log axis, values <= 0 are left out, and fewer than 3 points are drawn as markers only: a
-    straight segment between two points on a log axis would claim a shape nobody measured."""
+                ls: str = "-", marker: str = "o", **kw) -> int:
+    """One setting over x: a single curve, or the mean of its replicates with a min-max band (the label stays
+    the same). On a log axis, values <= 0 are left out, and fewer than 3 points are drawn as markers only: a
+    straight segment between two points on a log axis would claim a shape nobody measured. Returns the number
+    of replicates drawn (the caller says "mean of n, band = min-max" once per figure: see ``replicate_note``)."""
     curves = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
     if not curves:
-        return
+        return 0
     if len(curves) == 1:
         x, y = curves[0]
         lo = hi = None
     else:
         x, y, lo, hi = mean_band(curves)
-        label = f"{label} (mean of {len(curves)})"
     if log:
         ok = np.isfinite(y) & (y > 0)
         x, y = x[ok], y[ok]
@@ -204,7 +204,7 @@ def draw_curves(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]], label: str,
             lo, hi = lo[ok], hi[ok]
             lo = np.where(lo > 0, lo, np.nan)
     if not len(x):
-        return
+        return 0
     few = len(x) < 3 and log
     ax.plot(x, y, ls="none" if few else ls, marker=marker, ms=3.5 if len(x) < 25 else 0, color=color,
             label=label, **kw)
@@ -212,6 +212,15 @@ def draw_curves(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]], label: str,
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
     if log:
         ax.set_yscale("log")
+    return len(curves)
+
+
+def replicate_note(counts: Sequence[int]) -> str:
+    """Suffix for a figure title when some curves average replicates (seeds / identical configs)."""
+    n = sorted({c for c in counts if c > 1})
+    if not n:
+        return ""
+    return f"; curves with {'/'.join(map(str, n))} replicates: mean, band = min–max"
 
 
 def integer_epochs(axes) -> None:

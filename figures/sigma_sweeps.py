@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .discover import Catalog, by_value, fmt_value, group_runs
-from .plotting import Missing, Output, draw_curves, heatmap, legend_below, ordered_colors, plt, series, style
+from .plotting import replicate_note, Missing, Output, draw_curves, heatmap, legend_below, ordered_colors, plt, series, style
 from .scaling import families
 
 __all__ = ["make_classes", "make_tau", "make_batch", "NEEDS"]
@@ -32,19 +32,34 @@ CAPTIONS = {
 }
 
 
+#: 1 - value below this is float64 round-off (at step 0 the two runs are identical by construction)
+ROUNDOFF = 1e-13
+
+
 def _gap_rows(run, metric: str) -> list[dict]:
-    return [{"step": r["step"], "v": 1.0 - float(r[metric])} for r in run.evals
-            if r.get(metric) is not None and r.get("step") is not None]
+    """1 - metric per evaluated step; step 0 (Sigma^CL = Sigma^NSCL by construction) and round-off left out."""
+    out = []
+    for r in run.evals:
+        if r.get(metric) is None or r.get("step") is None or float(r["step"]) == 0:
+            continue
+        v = 1.0 - float(r[metric])
+        if v > ROUNDOFF:
+            out.append({"step": r["step"], "v": v})
+    return out
 
 
 def _curve(run, metric: str):
     return series(_gap_rows(run, metric), "step", "v")
 
 
-def _setting(run) -> str:
+def _setting(run, skip: tuple = ()) -> str:
+    """The run's setting in words, without the swept keys ``skip``."""
     c = run.config
-    return (f"N={c.get('n')}, C={c.get('classes')}, τ={fmt_value(c.get('tau'))}, B={c.get('batch_size')}, "
-            f"η={fmt_value(c.get('eta'))}, T={c.get('steps')}, project={c.get('project')}")
+    parts = {"classes": f"C={c.get('classes')}", "n": f"N/C={int(c.get('n', 0)) // max(int(c.get('classes') or 1), 1)}",
+             "tau": f"τ={fmt_value(c.get('tau'))}", "batch_size": f"B={c.get('batch_size')}",
+             "eta": f"η={fmt_value(c.get('eta'))}", "steps": f"T={c.get('steps')}",
+             "project": f"project={c.get('project')}"}
+    return ", ".join(v for k, v in parts.items() if k not in skip)
 
 
 def _curves_figure(panels, value, value_label, title):
@@ -54,20 +69,23 @@ def _curves_figure(panels, value, value_label, title):
     fig, axes = p.subplots(2, len(panels), figsize=(3.4 * len(panels) + 0.6, 5.4), squeeze=False, sharex="col",
                            sharey="row")
     table = []
+    counts = []
     for j, (ptitle, rs) in enumerate(panels):
         for v, reps in by_value(rs, value):
             for i, m in enumerate(("cka", "rsa")):
-                draw_curves(axes[i, j], [_curve(r, m) for r in reps], value_label(v), colors[v], log=True)
-            table.append({"panel": ptitle, "value": fmt_value(v), "runs": " ".join(r.name for r in reps),
+                counts.append(draw_curves(axes[i, j], [_curve(r, m) for r in reps], value_label(v), colors[v],
+                                          log=True))
+            table.append({"panel": ptitle, "value": fmt_value(v), "n_runs": len(reps),
+                          "runs": " ".join(r.name for r in reps),
                           **{f"one_minus_{m}_final": float(np.mean([_curve(r, m)[1][-1] for r in reps
                                                                     if len(_curve(r, m)[1])] or [np.nan]))
                              for m in ("cka", "rsa")}})
         axes[0, j].set_title(ptitle, fontsize=8)
         axes[1, j].set_xlabel("step t")
-    axes[0, 0].set_ylabel(r"$1 - \mathrm{CKA}(\Sigma^{CL}, \Sigma^{NSCL})$")
-    axes[1, 0].set_ylabel(r"$1 - \mathrm{RSA}(\Sigma^{CL}, \Sigma^{NSCL})$")
+    axes[0, 0].set_ylabel(r"$1 - \mathrm{CKA}(\Sigma^{\mathrm{CL}}, \Sigma^{\mathrm{NSCL}})$")
+    axes[1, 0].set_ylabel(r"$1 - \mathrm{RSA}(\Sigma^{\mathrm{CL}}, \Sigma^{\mathrm{NSCL}})$")
     legend_below(fig, axes.ravel(), ncol=min(len(allvals), 6))
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    fig.suptitle(title + replicate_note(counts), fontsize=9, x=0.01, ha="left")
     return fig, table
 
 
@@ -78,7 +96,7 @@ def make_tau(cat: Catalog, out: Output) -> list[Path]:
     written = []
     with style():
         for g in groups:
-            fig, table = _curves_figure([(_setting(g.runs[0]).split(", τ")[0] + " (all but τ)", g.runs)],
+            fig, table = _curves_figure([(_setting(g.runs[0], ("tau",)), g.runs)],
                                         lambda r: float(r.config["tau"]), lambda v: f"τ = {v:g}",
                                         "Σ-space: effect of the temperature τ on CL–NSCL alignment (lower = "
                                         "more aligned)")
@@ -104,8 +122,7 @@ def make_batch(cat: Catalog, out: Output) -> list[Path]:
     written = []
     with style():
         for g in groups:
-            panels = [(lab.replace("0.3·", "c·").replace("(0.3)", "").replace("/256", ""), rs)
-                      for lab, rs in families(g.runs, _B, _eta)]
+            panels = [(f"{lab}; {_setting(rs[0], ('batch_size', 'eta'))}", rs) for lab, rs in families(g.runs, _B, _eta)]
             fig, table = _curves_figure(panels, _B, lambda v: f"B = {v}",
                                         "Σ-space: effect of the batch size B under step-size scaling rules")
             for row in table:
@@ -148,9 +165,11 @@ def make_classes(cat: Catalog, out: Output) -> list[Path]:
                 heatmap(axes[0, j], fig, G, [f"{s:g}" for s in steps], [str(c) for c in Cs],
                         "Greens_r" if m == "cka" else "Purples_r", f"1 − {m.upper()}", "step t", "classes C",
                         log=True, counts=N)
-                axes[0, j].set_title(f"1 − {m.upper()}(Σ^CL, Σ^NSCL)", fontsize=8.5)
-            fig.suptitle("Σ-space: CL–NSCL alignment vs number of classes C (darker = more aligned) — "
-                         + _setting(g.runs[0]).split(", C=")[0], fontsize=9, x=0.01, ha="left")
+                axes[0, j].set_title(rf"$1 - \mathrm{{{m.upper()}}}(\Sigma^{{\mathrm{{CL}}}}, \Sigma^{{\mathrm{{NSCL}}}})$",
+                                     fontsize=8.5)
+            fig.suptitle("Σ-space: CL–NSCL alignment vs number of classes C (darker = more aligned; step 0 left "
+                         "out: the runs start identical) — " + _setting(g.runs[0], ("classes",)), fontsize=9, x=0.01,
+                         ha="left")
             name = "sigma_fig3_classes" + (f"__{g.suffix}" if g.suffix else "")
             written += out.save(fig, name)
             written.append(out.csv(name, table))
