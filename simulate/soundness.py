@@ -1,7 +1,8 @@
 """Randomized soundness search: does every certificate the toolkit calls proved hold wherever its premise holds?
 
 Issue 6 items 1-2. Over many small random regimes (N, C, B, tau, eta, T, delta, replacement on/off, ordered /
-symmetric Sigma, clip / none, views slots / identity, duplicate-heavy batches with B >> N) the coupled CL / NSCL
+symmetric Sigma, clip / none, views slots / identity, diagonal fixed / free, duplicate-heavy batches with B >> N)
+the coupled CL / NSCL
 Sigma-descent of Eq. 1 is run with the engine's own step (simulate.batches / layout / step, the same random
 streams as ``python -m simulate.sigma_descent`` with the same seeds), and at every step each certificate below
 is compared with the measured quantity, computed here independently in dense float64 (full matrices, no
@@ -40,7 +41,6 @@ violation inside a premise, or a legacy violation: enough to rerun it).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -95,16 +95,12 @@ class Regime:
     init_seed: int = 0
     batch_seed: int = 1
     aug_seed: int = 2
-    diag: str | None = None  # the engine's CL-diagonal option, where it exists
+    diag: str = "fixed"  # the engine's diagonal option (SigmaConfig.diag): fixed at 1, or a free coordinate
 
     def to_config(self):
         from .config import SigmaConfig
 
-        d = {k: v for k, v in self.__dict__.items() if k != "diag"}
-        cfg = SigmaConfig(**d, checks=False, plot=False, eval_every=0, lemma5_trials=0)
-        if self.diag is not None and hasattr(cfg, "diag"):
-            cfg.diag = self.diag
-        return cfg
+        return SigmaConfig(**self.__dict__, checks=False, plot=False, eval_every=0, lemma5_trials=0)
 
 
 @dataclass
@@ -231,6 +227,7 @@ def sample_regime(rng: np.random.Generator) -> Regime:
         separation=float(rng.choice([0.0, 1.0, 3.0])),
         aug_noise=float(rng.choice([0.1, 0.5, 2.0])),
         embed_dim=int(rng.choice([4, 8])),
+        diag="free" if rng.random() < 0.5 else "fixed",
         init_seed=int(rng.integers(2**31)), batch_seed=int(rng.integers(2**31)), aug_seed=int(rng.integers(2**31)),
     )
 
@@ -368,7 +365,7 @@ def check_regime(reg: Regime, keep_trace: bool = False) -> RegimeResult:
                                 torch.where(aq["gap"].abs() <= 1e-15, 0.0, math.inf))
         res.stats["LossGap_batch"].add_many(gap_ratio, ok_logit & hn, where)
         # the engine's step
-        geom = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric)
+        geom = build_layout(rows, cols, lab[rows], lab[cols], M, symmetric, cfg.diag)
         st = compute_step(S_cl, S_ns, geom, tau)
         apply_step(S_cl, S_ns, st, float(eta[t]), clip)
         if not (bool(torch.isfinite(S_cl).all()) and bool(torch.isfinite(S_ns).all())):

@@ -16,7 +16,7 @@ from theory.losses import contrastive_loss
 # few samples, two classes, low tau, batches with replacement, one step
 FOUND = dict(n=6, classes=2, batch_size=64, tau=0.1, eta=0.1966265217855201, steps=1, delta=0.05, views="slots",
              view_slots=2, sigma="ordered", replacement=True, project="clip", separation=1.0, aug_noise=0.1,
-             embed_dim=4, init_seed=252633359, batch_seed=2106550992, aug_seed=1086567957)
+             embed_dim=4, init_seed=252633359, batch_seed=2106550992, aug_seed=1086567957, diag="free")
 
 
 # ------------------------------------------------------------------------------------------ theory.bounds
@@ -125,9 +125,9 @@ def test_lemma8_terms_with_duplicate_rows_autograd():
 def test_search_fixed_regimes_no_violation_inside_premise():
     from simulate.soundness import BOUNDS, search, summarize
 
-    res = search(16, seed=0)
+    res = search(8, seed=0)
     s = summarize(res)
-    assert s["regimes_tried"] == 16 and s["steps_checked"] > 100
+    assert s["regimes_tried"] == 8 and s["steps_checked"] > 50
     assert s["violations_in_premise"] == 0
     # every bound was evaluated inside its premise somewhere (the search is not vacuous)
     for b in BOUNDS:
