@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 import numpy as np
 
-from .discover import Catalog, EncoderRun
+from .discover import Catalog, EncoderRun, by_value, group_runs
 from .plotting import MODEL_COLOR, integer_epochs, Missing, Output, legend_below, pair_label, plt, style
 from ._encoder import cl_pair, run_curve
 
@@ -144,6 +144,13 @@ def _polar(ax, d: dict, cl: str, title: str, norm_label: str) -> None:
 def make(cat: Catalog, out: Output) -> list[Path]:
     runs = [r for r in cat.encoder if _has_weights(r) and "NSCL" in r.losses]
     runs = [r for r in runs if len(r.losses) >= 3] or runs  # the Fig. 2 runs, as in the paper
+    # one figure per setting: repeated runs of one config (seeds, the same config under several sweeps) are
+    # listed in the CSV's "replicates" column, the figure is drawn for the first of them
+    sets = []
+    for g in group_runs(runs, set(), by=lambda r: 0, min_values=1):
+        sets += [g.main] + [rs for _, rs in by_value(g.controls, lambda r: r.label_noise)]
+    reps = {rs[0].name: [r.name for r in rs] for rs in sets if rs}
+    runs = [rs[0] for rs in sets if rs]
     if not runs:
         raise Missing(NEEDS)
     written = []
@@ -184,6 +191,6 @@ def make(cat: Catalog, out: Output) -> list[Path]:
             written += out.save(fig, f"{NAME}__{r.name}")
             table.append({"run": r.name, "weight_angle_deg": wd["angle"], "weight_angle_raw_deg": wd["angle_raw"],
                           "representation_angle_deg": rd["angle"], "target_class": target,
-                          "n_images": int(images.shape[0])})
+                          "n_images": int(images.shape[0]), "replicates": " ".join(reps[r.name])})
     written.append(out.csv(NAME, table))
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .discover import Catalog
+from .discover import Catalog, by_value, group_runs
 from .plotting import Missing, Output
 
 NAME = "table1_accuracy"
@@ -31,21 +31,35 @@ def make(cat: Catalog, out: Output) -> list[Path]:
         raise Missing(NEEDS)
     long_rows = []
     models: list[str] = []
-    cells: dict[tuple[str, str], tuple[str, str]] = {}
     for r in runs:
         for name in dict.fromkeys(str(m["model"]) for m in r.models):
             sel = [m for m in r.models if str(m.get("model")) == name]
             nc, lp = _last(sel, "nccc"), _last(sel, "linear_probe")
-            nccc = f"{100 * float(nc['nccc']):.2f}" if nc else "-"
-            lpv = f"{100 * float(lp['linear_probe']):.2f}" if lp else "-"
             ep = nc.get("epoch") if nc else None
             long_rows.append({"run": r.name, "setting": r.describe(), "model": name,
-                              "epoch": "" if ep is None else f"{float(ep):g}", "NCCC": nccc, "LP": lpv})
+                              "epoch": "" if ep is None else f"{float(ep):g}",
+                              "NCCC": f"{100 * float(nc['nccc']):.2f}" if nc else "-",
+                              "LP": f"{100 * float(lp['linear_probe']):.2f}" if lp else "-"})
             if name not in models:
                 models.append(name)
-            cells[(r.name, name)] = (nccc, lpv)
     written = [out.csv(NAME + "_long", long_rows, ["run", "setting", "model", "epoch", "NCCC", "LP"])]
-    header = ["model"] + [f"{r.describe()} {k}" for r in runs for k in ("NCCC", "LP")]
-    rows = [[m] + [v for r in runs for v in cells.get((r.name, m), ("-", "-"))] for m in models]
+    # wide table: one column pair per setting; runs of one setting (seeds, repeated configs) are averaged
+    groups = group_runs(runs, set(), by=lambda r: 0, min_values=1)
+    header, cols = ["model"], []
+    for g in groups:
+        for p, rs in ((0.0, g.main), *[(q, c) for q, c in by_value(g.controls, lambda r: r.label_noise)]):
+            if not rs:
+                continue
+            tag = rs[0].describe() + (f" (mean of {len(rs)})" if len(rs) > 1 else "")
+            header += [f"{tag} NCCC", f"{tag} LP"]
+            cols.append({r.name for r in rs})
+    rows = []
+    for m in models:
+        row = [m]
+        for names in cols:
+            for key in ("NCCC", "LP"):
+                vals = [float(x[key]) for x in long_rows if x["run"] in names and x["model"] == m and x[key] != "-"]
+                row.append(f"{sum(vals) / len(vals):.2f}" if vals else "-")
+        rows.append(row)
     written += out.table(NAME, header, rows, CAPTION)
     return written
