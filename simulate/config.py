@@ -28,6 +28,11 @@ Modelling options (CLI flag; default and why)
               duplicated draw puts Sigma(i, i) into the CL denominator (a same-class key with another id),
               and with views=identity the positive logit is Sigma(i, i) itself. NSCL never reads Sigma(i, i)
               in slots mode (same class), so ``free`` moves the CL diagonal only there.
+  dtype       ``float64`` (default) or ``float32``: the dtype of Sigma and of the step (gather, softmax, update).
+              The per-step checks always recompute the step in float64 from the run's blocks (their
+              tolerances, RTOL = 1e-12 and EQ_RTOL = 1e-9, are float64 rounding), and the eval-point N x N
+              quantities accumulate in float64. ``device``: cpu (default) or cuda[:K] (Sigma and the step on
+              the GPU; the batch draws stay on the CPU generators, so a CUDA run sees the same batches).
   eta         constant (default DEFAULT_ETA = 16, see below), ``cosine`` schedule eta (1 + cos(pi t / T)) / 2,
               or a ``.npy`` file of T sizes.
 
@@ -44,6 +49,7 @@ import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 import runio
 
@@ -66,6 +72,7 @@ VIEWS = ("slots", "identity")
 SIGMA_MODES = ("ordered", "symmetric")
 PROJECTIONS = ("none", "clip")
 DIAG_MODES = ("fixed", "free")
+DTYPES = ("float64", "float32")
 ETA_SCHEDULES = ("constant", "cosine")
 # Default step size of the default regime (see the module docstring): Sum eta = 3200 keeps the Thm. 1 certificate
 # non-vacuous (rho = 0.48) while Sigma moves by 13% (CKA(Sigma_0, Sigma_T) = 0.992).
@@ -98,6 +105,8 @@ class SigmaConfig:
     replacement: bool = True
     project: str = "clip"
     diag: str = "fixed"
+    dtype: str = "float64"  # of Sigma and the step; the per-step checks always run in float64
+    device: str = "cpu"  # cpu | cuda | cuda:K
     separation: float = 1.0
     embed_dim: int = 64
     aug_noise: float = 2.0
@@ -130,6 +139,26 @@ def derive_seeds(seed: int) -> tuple[int, int, int]:
     return int(s[0]), int(s[1]), int(s[2])
 
 
+def check_device(device: object) -> str:
+    """``device`` if it names a usable torch device (cpu, cuda, cuda:K with K < the GPU count), else a one-line
+    ValueError."""
+    if not isinstance(device, str):
+        raise ValueError(f"device must be cpu, cuda or cuda:K, got device={device!r}")
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be cpu, cuda or cuda:K, got device={device!r}") from None
+    if d.type == "cpu":
+        return device
+    if d.type != "cuda":
+        raise ValueError(f"device must be cpu, cuda or cuda:K, got device={device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} needs CUDA, but torch.cuda.is_available() is False on this machine")
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
 def validate_config(cfg: SigmaConfig) -> None:
     """Raise a one-line ValueError for the first bad option (validators of theory/constants.py)."""
     if cfg.init_path is None:
@@ -152,6 +181,8 @@ def validate_config(cfg: SigmaConfig) -> None:
     check_choice("sigma", cfg.sigma, SIGMA_MODES)
     check_choice("project", cfg.project, PROJECTIONS)
     check_choice("diag", cfg.diag, DIAG_MODES)
+    check_choice("dtype", cfg.dtype, DTYPES)
+    check_device(cfg.device)
     V = check_positive_int("view_slots", cfg.view_slots)
     if cfg.views == "slots" and V < 2:
         raise ValueError(f"view_slots must be >= 2 with views=slots (two distinct views), got view_slots={V}")

@@ -43,9 +43,11 @@ class BatchLayout:
 
     def __init__(self, B: int, M: int, symmetric: bool, rows: Tensor, cols: Tensor, anchor_labels: Tensor,
                  key_labels: Tensor, unique_rows: Tensor, row_inv: Tensor, unique_cols: Tensor, col_inv: Tensor,
-                 diag_fixed: bool = False):
+                 diag_fixed: bool = False, dtype: torch.dtype = torch.float64):
         self.B, self.M, self.symmetric = int(B), int(M), bool(symmetric)
         self.diag_fixed = bool(diag_fixed)
+        self.dtype = dtype  # of Sigma: the float tensors built here (biases, weights, masks) share it
+        self.device = rows.device  # every index tensor lives beside Sigma (CPU or CUDA)
         self.rows, self.cols = rows, cols
         self.anchor_labels, self.key_labels = anchor_labels, key_labels
         self.unique_rows, self.row_inv, self.unique_cols, self.col_inv = unique_rows, row_inv, unique_cols, col_inv
@@ -63,8 +65,8 @@ class BatchLayout:
         (ordered; D = R) or the block's diagonal (symmetric; D = K)."""
         if self.symmetric:
             K = int(self.unique_cols.shape[0])
-            return torch.arange(K) * (K + 1)
-        return torch.arange(self.R) * self.K + self.own_col
+            return torch.arange(K, device=self.device) * (K + 1)
+        return torch.arange(self.R, device=self.device) * self.K + self.own_col
 
     def drop_diag_(self, blk: Tensor) -> Tensor:
         """Zero the diagonal entries of a block-shaped Sigma-space gradient when the diagonal is fixed (in place)."""
@@ -84,7 +86,7 @@ class BatchLayout:
     # -- masks (theory.losses conventions: key k < B is anchor k itself, key B + s its positive; ids = positions)
     @functools.cached_property
     def _ar(self) -> Tensor:
-        return torch.arange(self.B)
+        return torch.arange(self.B, device=self.device)
 
     @functools.cached_property
     def same_class(self) -> Tensor:
@@ -94,7 +96,7 @@ class BatchLayout:
     @functools.cached_property
     def pos_cl(self) -> Tensor:
         """(B, 2B) bool: the positive key B + s of anchor s (same id, not the anchor itself); CL and NSCL."""
-        pos = torch.zeros(self.B, 2 * self.B, dtype=torch.bool)
+        pos = torch.zeros(self.B, 2 * self.B, dtype=torch.bool, device=self.device)
         pos[self._ar, self.B + self._ar] = True
         return pos
 
@@ -105,7 +107,7 @@ class BatchLayout:
     @functools.cached_property
     def den_cl(self) -> Tensor:
         """(B, 2B) bool: every key but the anchor itself (the paper's CL denominator)."""
-        den = torch.ones(self.B, 2 * self.B, dtype=torch.bool)
+        den = torch.ones(self.B, 2 * self.B, dtype=torch.bool, device=self.device)
         den[self._ar, self._ar] = False
         return den
 
@@ -118,23 +120,26 @@ class BatchLayout:
     def prep_cl(self) -> PreparedMasks:
         """PreparedMasks of (pos_cl, den_cl), built from the structure (equal to theory.losses.prepare_masks)."""
         B, ar = self.B, self._ar
-        bias = torch.zeros(B, 2 * B, dtype=torch.float64)
+        bias = torch.zeros(B, 2 * B, dtype=self.dtype, device=self.device)
         bias[ar, ar] = -math.inf
-        ones = torch.ones(B, dtype=torch.float64)
-        n_den = torch.full((B,), 2 * B - 1, dtype=torch.long)
-        return PreparedMasks(self.pos_cl, self.den_cl, bias, ar, B + ar, ones, torch.ones(B, dtype=torch.bool),
-                             ar[:0], torch.ones(B, dtype=torch.long), n_den)
+        ones = torch.ones(B, dtype=self.dtype, device=self.device)
+        n_den = torch.full((B,), 2 * B - 1, dtype=torch.long, device=self.device)
+        dev = self.device
+        return PreparedMasks(self.pos_cl, self.den_cl, bias, ar, B + ar, ones, torch.ones(B, dtype=torch.bool, device=dev),
+                             ar[:0], torch.ones(B, dtype=torch.long, device=dev), n_den)
 
     @functools.cached_property
     def prep_ns(self) -> PreparedMasks:
         """PreparedMasks of (pos_ns, den_ns); anchors without a negative are invalid (zero rows)."""
         B, ar = self.B, self._ar
-        bias = torch.zeros(B, 2 * B, dtype=torch.float64).masked_fill_(self.same_class, -math.inf)
+        bias = torch.zeros(B, 2 * B, dtype=self.dtype, device=self.device).masked_fill_(self.same_class, -math.inf)
         n_den = 2 * B - self.same_class.sum(dim=1)
         valid = n_den > 0
         keep = ar[valid]
-        return PreparedMasks(self.pos_ns, self.den_ns, bias, keep, B + keep, torch.ones(keep.shape[0], dtype=torch.float64),
-                             valid, ar[~valid], torch.ones(B, dtype=torch.long), n_den)
+        dev = self.device
+        return PreparedMasks(self.pos_ns, self.den_ns, bias, keep, B + keep,
+                             torch.ones(keep.shape[0], dtype=self.dtype, device=dev),
+                             valid, ar[~valid], torch.ones(B, dtype=torch.long, device=dev), n_den)
 
     # -- the step on the block (the hot path): one softmax row per unique anchor row over the unique key columns.
     # Anchor s on row r reads the keys of its denominator D_s; a column c holding m keys of D_s enters its
@@ -167,15 +172,15 @@ class BatchLayout:
     @functools.cached_property
     def row_scale(self) -> Tensor:
         """(R,) n_r / B: the weight of a row's softmax in the batch gradient."""
-        return self.n_r.to(torch.float64) / self.B
+        return self.n_r.to(self.dtype) / self.B
 
     @functools.cached_property
     def row_labels(self) -> Tensor:
-        return torch.zeros(self.R, dtype=self.anchor_labels.dtype).scatter_(0, self.row_inv, self.anchor_labels)
+        return torch.zeros(self.R, dtype=self.anchor_labels.dtype, device=self.device).scatter_(0, self.row_inv, self.anchor_labels)
 
     @functools.cached_property
     def col_labels(self) -> Tensor:
-        return torch.zeros(self.K, dtype=self.key_labels.dtype).scatter_(0, self.col_inv, self.key_labels)
+        return torch.zeros(self.K, dtype=self.key_labels.dtype, device=self.device).scatter_(0, self.col_inv, self.key_labels)
 
     @functools.cached_property
     def same_count(self) -> Tensor:
@@ -186,7 +191,7 @@ class BatchLayout:
     @functools.cached_property
     def other_label_mask(self) -> Tensor:
         """(R, K) float64: 1 where the column item's label differs from the row's (the NSCL-read entries)."""
-        lr, lc = self.row_labels.to(torch.float64), self.col_labels.to(torch.float64)
+        lr, lc = self.row_labels.to(self.dtype), self.col_labels.to(self.dtype)
         return (lr[:, None] - lc[None, :]).abs_().clamp_(max=1.0)  # integer labels: exactly 0 or 1
 
     @functools.cached_property
@@ -194,11 +199,11 @@ class BatchLayout:
         """(L,) flat (R, K) indices of the entries (r, own column) that no key of D_s reaches (only the self
         key sits there): outside every denominator of the row."""
         lone = self.keys_per_col[self.own_col] == 1
-        return (torch.arange(self.R) * self.K + self.own_col)[lone]
+        return (torch.arange(self.R, device=self.device) * self.K + self.own_col)[lone]
 
     @functools.cached_property
     def _log_keys_per_col(self) -> Tensor:
-        return torch.log(self.keys_per_col.to(torch.float64))
+        return torch.log(self.keys_per_col.to(self.dtype))
 
     @functools.cached_property
     def _pos_unique(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -206,7 +211,7 @@ class BatchLayout:
         K = self.K
         uk, counts = torch.unique(self.row_inv * K + self.col_inv[self.B:], return_counts=True)
         pr = uk // K
-        return pr, uk % K, counts.to(torch.float64) / self.n_r[pr].to(torch.float64)
+        return pr, uk % K, counts.to(self.dtype) / self.n_r[pr].to(self.dtype)
 
     def _block_positives(self, valid_rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The positives on valid rows (all anchors of a row share its validity)."""
@@ -221,11 +226,11 @@ class BatchLayout:
         """Block PreparedMasks of CL: bias log m(r, c) with m = keys_per_col(c), minus 1 on the row's own column."""
         R, K = self.R, self.K
         bias = self._log_keys_per_col.expand(R, K).clone()
-        own = torch.arange(R) * K + self.own_col
-        bias.view(-1)[own] = torch.log((self.keys_per_col[self.own_col] - 1).to(torch.float64))
-        valid = torch.ones(R, dtype=torch.bool)
+        own = torch.arange(R, device=self.device) * K + self.own_col
+        bias.view(-1)[own] = torch.log((self.keys_per_col[self.own_col] - 1).to(self.dtype))
+        valid = torch.ones(R, dtype=torch.bool, device=self.device)
         pr, pc, w = self._block_positives(valid)
-        n_den = torch.full((R,), 2 * self.B - 1, dtype=torch.long)
+        n_den = torch.full((R,), 2 * self.B - 1, dtype=torch.long, device=self.device)
         return PreparedMasks(None, None, bias, pr, pc, w, valid, pr[:0], self.n_r, n_den)
 
     @functools.cached_property
@@ -236,7 +241,7 @@ class BatchLayout:
         # log cnt - (1/other - 1): 1/1 - 1 = 0 and 1/0 - 1 = inf, so the bias is exactly log cnt or -inf
         bias = torch.sub(self._log_keys_per_col[None, :], torch.reciprocal(self.other_label_mask).sub_(1.0))
         n_neg = 2 * (self.B - self.same_count)  # (B,) keys with another label
-        n_den = torch.zeros(R, dtype=torch.long).scatter_(0, self.row_inv, n_neg)
+        n_den = torch.zeros(R, dtype=torch.long, device=self.device).scatter_(0, self.row_inv, n_neg)
         valid = n_den > 0
         pr, pc, w = self._block_positives(valid)
         return PreparedMasks(None, None, bias, pr, pc, w, valid, (~valid).nonzero().squeeze(1), self.n_r, n_den)
@@ -261,9 +266,9 @@ class BatchLayout:
         if self.symmetric:
             return None
         B, R, K = self.B, int(self.unique_rows.shape[0]), int(self.unique_cols.shape[0])
-        ar, ak = self._ar, torch.arange(2 * B)
-        first_s = torch.full((R,), B, dtype=torch.long).scatter_reduce_(0, self.row_inv, ar, "amin")
-        first_k = torch.full((K,), 2 * B, dtype=torch.long).scatter_reduce_(0, self.col_inv, ak, "amin")
+        ar, ak = self._ar, torch.arange(2 * B, device=self.device)
+        first_s = torch.full((R,), B, dtype=torch.long, device=self.device).scatter_reduce_(0, self.row_inv, ar, "amin")
+        first_k = torch.full((K,), 2 * B, dtype=torch.long, device=self.device).scatter_reduce_(0, self.col_inv, ak, "amin")
         rep = (first_s[:, None] * (2 * B) + first_k[None, :]).reshape(-1)
         is_first_s = first_s[self.row_inv] == ar
         dup_s = (~is_first_s).nonzero().squeeze(1)
@@ -283,7 +288,7 @@ class BatchLayout:
         gf = g.reshape(-1)
         plan = self._plan
         if plan is None:
-            return torch.zeros(R * K, dtype=g.dtype).index_add_(0, self.flat_rc, gf).view(R, K)
+            return torch.zeros(R * K, dtype=g.dtype, device=self.device).index_add_(0, self.flat_rc, gf).view(R, K)
         rep, src, dst = plan
         out = gf.index_select(0, rep)
         if src.numel():
@@ -293,15 +298,15 @@ class BatchLayout:
     def coalesce_cols(self, g: Tensor) -> Tensor:
         """Per-anchor rows on the unique key items: duplicate keys summed. Shape: (B, 2B) -> (B, K)."""
         K = self.unique_cols.shape[0]
-        idx = (torch.arange(g.shape[0])[:, None] * K + self.col_inv[None, :]).reshape(-1)
-        return torch.zeros(g.shape[0] * K, dtype=g.dtype).index_add_(0, idx, g.reshape(-1)).view(-1, K)
+        idx = (torch.arange(g.shape[0], device=self.device)[:, None] * K + self.col_inv[None, :]).reshape(-1)
+        return torch.zeros(g.shape[0] * K, dtype=g.dtype, device=self.device).index_add_(0, idx, g.reshape(-1)).view(-1, K)
 
     def to_block(self, gc: Tensor, scale: float) -> Tensor:
         """Sigma-space matrix on the touched block: scale * sum of the anchors' coalesced rows, symmetrised
         (X + X^T - Diag X) in symmetric mode. Shape: (B, K) -> block_shape."""
         R, K = self.block_shape
-        idx = (self.anchor_block_row[:, None] * K + torch.arange(K)[None, :]).reshape(-1)
-        out = torch.zeros(R * K, dtype=gc.dtype).index_add_(0, idx, gc.reshape(-1)).view(R, K)
+        idx = (self.anchor_block_row[:, None] * K + torch.arange(K, device=self.device)[None, :]).reshape(-1)
+        out = torch.zeros(R * K, dtype=gc.dtype, device=self.device).index_add_(0, idx, gc.reshape(-1)).view(R, K)
         if scale != 1.0:
             out.mul_(scale)
         return self.drop_diag_(self._symmetrise(out))
@@ -331,13 +336,14 @@ class BatchLayout:
 
 def build_layout(
     rows: Tensor, cols: Tensor, anchor_labels: Tensor, key_labels: Tensor, M: int, symmetric: bool,
-    diag: str = "free",
+    diag: str = "free", dtype: torch.dtype = torch.float64,
 ) -> BatchLayout:
     """BatchLayout of a batch given its anchor items ``rows`` (B,) and key items ``cols`` (2B,) in [0, M).
 
     Key k < B is anchor k's own item (self-masked); key B + s is anchor s's positive (id = batch position).
     ``diag``: "free" (every touched entry a coordinate: Eq. 1 as written; the default of this low-level builder)
-    or "fixed" (Sigma(i, i) a constant; SigmaConfig's default). See simulate/config.py.
+    or "fixed" (Sigma(i, i) a constant; SigmaConfig's default). See simulate/config.py. ``dtype``: Sigma's float
+    dtype (float64 or float32); the layout's tensors live on ``rows.device``.
     """
     if diag not in ("fixed", "free"):
         raise ValueError(f"diag must be one of fixed, free, got diag={diag!r}")
@@ -347,4 +353,4 @@ def build_layout(
     unique_rows, row_inv = torch.unique(rows, return_inverse=True)
     unique_cols, col_inv = torch.unique(cols, return_inverse=True)
     return BatchLayout(B, int(M), bool(symmetric), rows, cols, anchor_labels, key_labels, unique_rows, row_inv,
-                       unique_cols, col_inv, diag_fixed=diag == "fixed")
+                       unique_cols, col_inv, diag_fixed=diag == "fixed", dtype=dtype)

@@ -26,7 +26,8 @@ from .config import SigmaConfig
 class Reference:
     """Reference set: Sigma_0 over the N V items and the sample labels.
 
-    Shape: sigma0 (N V, N V) float64; labels (N,) long; item labels = labels repeated V times.
+    Shape: sigma0 (N V, N V) of SigmaConfig.dtype on SigmaConfig.device; labels (N,) long (CPU); item labels =
+    labels repeated V times.
     """
 
     sigma0: Tensor
@@ -45,12 +46,35 @@ class Reference:
         return self.labels.repeat_interleave(self.views)
 
 
-def _gram(X: Tensor) -> Tensor:
-    """Cosine Gram of unit rows: exactly symmetric (X X^T is not, bitwise, from BLAS), diagonal exactly 1,
-    clipped to [-1, 1] (rounding of unit vectors)."""
-    S = X @ X.T
-    S = 0.5 * (S + S.T)
-    S.clamp_(-1.0, 1.0)
+def _gram(X: Tensor, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+          block_rows: int | None = None) -> Tensor:
+    """Cosine Gram of unit rows (float64 rows X (M, d) on the CPU) as an (M, M) ``dtype`` matrix on ``device``:
+    exactly symmetric (X X^T is not, bitwise, from BLAS), diagonal exactly 1, clipped to [-1, 1] (rounding of
+    unit vectors). Computed in float64 and rounded once to ``dtype``. Small CPU float64 matrices in one product;
+    otherwise (a GPU, float32, or more than 2^25 entries) by (block_rows x block_rows) tiles on ``device``, the
+    tile (I, J), I < J, mirrored to (J, I), so that no (M, M) float64 temporary is ever formed."""
+    M = X.shape[0]
+    device = torch.device(device)
+    if device.type == "cpu" and dtype == torch.float64 and M * M <= (1 << 25) and block_rows is None:
+        S = X @ X.T
+        S = 0.5 * (S + S.T)
+        S.clamp_(-1.0, 1.0)
+        S.fill_diagonal_(1.0)
+        return S
+    b = int(block_rows or max(1, min(M, (1 << 24) // max(1, M))))
+    Xd = X.to(device=device, dtype=torch.float64)
+    S = torch.empty(M, M, dtype=dtype, device=device)
+    for r0 in range(0, M, b):
+        r1 = min(M, r0 + b)
+        for c0 in range(r0, M, b):
+            c1 = min(M, c0 + b)
+            P = Xd[r0:r1] @ Xd[c0:c1].T
+            if c0 == r0:
+                P = 0.5 * (P + P.T)
+            P.clamp_(-1.0, 1.0)
+            S[r0:r1, c0:c1] = P
+            if c0 != r0:
+                S[c0:c1, r0:r1] = P.T
     S.fill_diagonal_(1.0)
     return S
 
@@ -60,6 +84,10 @@ def _normalise(X: Tensor, what: str) -> Tensor:
     if bool((nrm == 0).any()) or not bool(torch.isfinite(X).all()):
         raise ValueError(f"{what} has a zero or non-finite row (cosine undefined)")
     return X / nrm
+
+
+def _dtype(cfg: SigmaConfig) -> torch.dtype:
+    return torch.float32 if cfg.dtype == "float32" else torch.float64
 
 
 def make_reference(cfg: SigmaConfig) -> Reference:
@@ -78,7 +106,7 @@ def make_reference(cfg: SigmaConfig) -> Reference:
     else:
         xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
         items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
-    return Reference(_gram(items), labels, V, C, True, "synthetic")
+    return Reference(_gram(items, _dtype(cfg), cfg.device), labels, V, C, True, "synthetic")
 
 
 def _load_reference(cfg: SigmaConfig) -> Reference:
@@ -116,4 +144,5 @@ def _load_reference(cfg: SigmaConfig) -> Reference:
             d = x.shape[1]
             xi = torch.randn(N, V, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
             items = _normalise(x[:, None, :] + cfg.aug_noise * xi, "view embeddings").reshape(N * V, d)
-    return Reference(_gram(items), labels, V, C, bool(np.all(counts == counts[0])), str(cfg.init_path))
+    return Reference(_gram(items, _dtype(cfg), cfg.device), labels, V, C,
+                     bool(np.all(counts == counts[0])), str(cfg.init_path))

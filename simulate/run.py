@@ -18,7 +18,7 @@ from theory.bounds import thm1_trajectory_from_delta
 from theory.alignment_gram import cka_gram, rsa_gram
 
 from .batches import batch_items, draw_batch
-from .certificates import certificates, upper_std
+from .certificates import box_stats, centred_fro, certificates, fro, upper_std
 from .checkpoint import CoupledState, _dynamics, _save_checkpoint, load_checkpoint
 from .config import NonFiniteError, SigmaConfig, eta_values, theory_constants, validate_config
 from .layout import build_layout
@@ -65,22 +65,20 @@ def _eval_point(state: CoupledState, sigma0: Tensor, consts: dict, bounds: dict,
     row["drift_rel_err"] = abs(row["drift_fro"] - row["drift_full"]) / row["drift_full"] if row["drift_full"] > 0 else 0.0
     row["cka"] = cka_gram(S1, S2)
     row["rsa"] = rsa_gram(S1, S2)
-    rm = S1.mean(dim=1, keepdim=True)
-    cm = S1.mean(dim=0, keepdim=True)
-    row["k_cl_fro"] = float(torch.linalg.matrix_norm(S1 - rm - cm + S1.mean()))
+    row["k_cl_fro"] = centred_fro(S1)
     row["sigma_d"] = upper_std(S1)
     row["n_pairs"] = M * (M - 1) // 2
     row["bound_closed"] = float(bounds["closed"][t])
     row["bound_unrolled"] = float(bounds["unrolled"][t])
     row["bound_gap"] = state.gap_bound
     row.update(certificates(row, symmetric=cfg.sigma == "symmetric", S1=S1, S2=S2))
-    row["rel_move_cl"] = float(torch.linalg.matrix_norm(S1 - sigma0) / torch.linalg.matrix_norm(sigma0))
-    row["rel_move_ns"] = float(torch.linalg.matrix_norm(S2 - sigma0) / torch.linalg.matrix_norm(sigma0))
+    n0 = fro(sigma0)
+    row["rel_move_cl"] = fro(S1, sigma0) / n0
+    row["rel_move_ns"] = fro(S2, sigma0) / n0
     row["cka_cl_vs_init"] = cka_gram(S1, sigma0)
-    row["max_abs_sigma_cl"] = float(S1.abs().max())
-    row["frac_outside_cl"] = float((S1.abs() > 1.0).double().mean())
-    row["max_abs_sigma_ns"] = float(S2.abs().max())  # NSCL leaves [-1, 1] faster than CL (project=none)
-    row["frac_outside_ns"] = float((S2.abs() > 1.0).double().mean())
+    row["max_abs_sigma_cl"], row["frac_outside_cl"] = box_stats(S1)
+    # NSCL leaves [-1, 1] faster than CL (project=none)
+    row["max_abs_sigma_ns"], row["frac_outside_ns"] = box_stats(S2)
     return row
 
 @dataclass
@@ -100,6 +98,21 @@ class RunContext:
     bounds: dict
     consts: dict
     diag: str = "free"  # "fixed": Sigma(i, i) is a constant (SigmaConfig.diag)
+    dtype: torch.dtype = torch.float64  # of Sigma and the step
+    device: torch.device = torch.device("cpu")  # of Sigma, the item labels and the step
+
+
+def check_run_memory(M: int, B: int, dtype: torch.dtype, device: torch.device) -> None:
+    """One-line ValueError, before anything is allocated, when a run over M items with batch size B would not fit:
+    the three (M, M) matrices Sigma^CL, Sigma^NSCL, Sigma_0 (no other (M, M) array is formed: eval points
+    work in row blocks) plus the step's arrays, against the free memory of ``device`` (CUDA: mem_get_info;
+    CPU: runio.available_memory)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    need = 3 * M * M * itemsize + runio.memory.SIGMA_STEP_ARRAYS * B * 2 * B * 8 + (64 << 20)
+    avail = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    where = f"on {device}" if device.type == "cuda" else "in RAM"
+    runio.check_memory(need, f"Sigma-space run with M = N V = {M} items, B = {B}, {str(dtype)[6:]} {where}",
+                       available=avail)
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -115,9 +128,11 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
     t = state.step
     eta_t = float(ctx.eta[t])
     batch = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
-    rows, cols = batch_items(batch, ctx.V)
+    rows, cols = batch_items(batch, ctx.V)  # drawn on the CPU generators (the same batches on every device)
+    if ctx.device.type != "cpu":
+        rows, cols = rows.to(ctx.device, non_blocking=True), cols.to(ctx.device, non_blocking=True)
     lab = ctx.item_labels
-    layout = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric, ctx.diag)
+    layout = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric, ctx.diag, ctx.dtype)
     st = compute_step(state.sigma_cl, state.sigma_ns, layout, ctx.tau)
     if not (_all_finite(st.p_cl) and _all_finite(st.q_ns)):
         raise NonFiniteError(f"non-finite loss gradient at step {t} (Sigma entries too large for tau?)")
@@ -131,7 +146,8 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
            "bound_thm1_unrolled": float(ctx.bounds["unrolled"][t + 1]),
            "bound_thm1_closed": float(ctx.bounds["closed"][t + 1])}
     if suite is not None:
-        info = suite.evaluate_step(st, t, eta_t, drift_t, state.drift, batch, lab)
+        # the checks run in float64 on the CPU (their tolerances are float64 rounding): the step recomputed there
+        info = suite.evaluate_step(st.float64_cpu(), t, eta_t, drift_t, state.drift, batch, lab.cpu())
         state.gap_bound = (1.0 + eta_t * ctx.consts["lipschitz"]) * state.gap_bound + eta_t * info["gap_A"]
         state.premise_all = state.premise_all and info["premise_step"]
         suite.evaluate_trajectory(t + 1, state.drift, row["bound_thm1_closed"], row["bound_thm1_unrolled"],
@@ -169,10 +185,11 @@ def run_sigma_descent(
     ValueError naming the step) when a gradient or Sigma becomes non-finite, after writing the outputs so far.
     """
     validate_config(cfg)
+    dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
+    device = torch.device(cfg.device)
     if cfg.init_path is None:  # one line instead of an allocation crash for a huge N or B
         M0 = cfg.n * (1 if cfg.views == "identity" else cfg.view_slots)
-        runio.check_memory(runio.sigma_run_bytes(M0, cfg.batch_size),
-                           f"Sigma-space run with M = N V = {M0} items and B = {cfg.batch_size}")
+        check_run_memory(M0, cfg.batch_size, dtype, device)
     t_start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -203,7 +220,8 @@ def run_sigma_descent(
         "versions": _versions(),
         "git_revision": runio.git_revision(),
         "command_line": argv if argv is not None else None,
-        "dtype": "float64",
+        "dtype": cfg.dtype,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
     }
     suite = None
     if cfg.checks:
@@ -222,7 +240,8 @@ def run_sigma_descent(
         bg.set_state(ck["batch_gen"])
         ag = torch.Generator()
         ag.set_state(ck["aug_gen"])
-        state = CoupledState(ck["step"], ck["sigma_cl"], ck["sigma_ns"], ck["drift_sq"], bg, ag, ck["gap_bound"],
+        state = CoupledState(ck["step"], ck["sigma_cl"].to(device), ck["sigma_ns"].to(device), ck["drift_sq"], bg, ag,
+                             ck["gap_bound"],
                              ck["premise_all"], ck["step_rows"], ck["eval_rows"])
         if suite is not None and ck["checks"] is not None:
             suite.load_state_dict(ck["checks"])
@@ -235,8 +254,9 @@ def run_sigma_descent(
     if out is not None:  # after the resume checks: a refused --resume leaves the record of the run it refused
         runio.write_json(out / "config.json", config_doc)
     ctx = RunContext(N=N, B=B, V=V, M=M, tau=cfg.tau, replacement=cfg.replacement,
-                     symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip", item_labels=ref.item_labels,
-                     eta=eta, bounds=bounds, consts=consts, diag=cfg.diag)
+                     symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip",
+                     item_labels=ref.item_labels.to(device), eta=eta, bounds=bounds, consts=consts, diag=cfg.diag,
+                     dtype=dtype, device=device)
     stop_at = cfg.stop_after if cfg.stop_after is not None else T
     aborted = None
     t_loop = time.perf_counter()
@@ -290,7 +310,7 @@ def run_sigma_descent(
                                          "steps_per_s": done_steps / step_s if step_s > 0 else None,
                                          "threads": torch.get_num_threads()})
         if cfg.save_sigma:
-            sig_cl, sig_ns = state.sigma_cl.numpy(), state.sigma_ns.numpy()
+            sig_cl, sig_ns = state.sigma_cl.cpu().numpy(), state.sigma_ns.cpu().numpy()
             runio.atomic_write(out / "sigma_cl.npy", lambda f: np.save(f, sig_cl))
             runio.atomic_write(out / "sigma_ns.npy", lambda f: np.save(f, sig_ns))
         if cfg.plot and len(state.step_rows) > 0:

@@ -41,6 +41,7 @@ from .checkpoint import load_checkpoint
 from .config import (
     DEFAULT_ETA,
     DIAG_MODES,
+    DTYPES,
     PROJECTIONS,
     SIGMA_MODES,
     VIEWS,
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fixed: Sigma(i,i) = 1 is a constant, as in the paper's Sigma (unit diagonal); free: a "
                         f"coordinate like any other, which moves when a loss reads it (a duplicated draw puts "
                         f"Sigma(i,i) into the CL denominator; views=identity: it is the positive) (default {_D.diag})")
+    g = p.add_argument_group("precision and device")
+    g.add_argument("--dtype", choices=DTYPES,
+                   help=f"dtype of Sigma and the step; the per-step checks always recompute the step in float64 and the "
+                        f"eval points accumulate in float64 (default {_D.dtype})")
+    g.add_argument("--device", help=f"cpu, cuda or cuda:K: where Sigma lives and the step runs; batches are drawn on "
+                                    f"the CPU, so every device sees the same batches (default {_D.device})")
     g = p.add_argument_group("Sigma_0")
     g.add_argument("--separation", type=float, help=f"class-mean norm, 0 = no class structure (default {_D.separation})")
     g.add_argument("--embed-dim", type=int, dest="embed_dim", help=f"embedding dimension (default {_D.embed_dim})")

@@ -98,6 +98,20 @@ class StepTensors:
     def gc_ns(self) -> Tensor:
         return self.layout.coalesce_cols(self.g_ns)
 
+    def float64_cpu(self) -> "StepTensors":
+        """The same step recomputed in float64 on the CPU from the (exactly representable) blocks of this one: what
+        the per-step checks read, so that a float32 or CUDA run is checked with the float64 rounding the checks'
+        tolerances assume (simulate/claims.py). ``self`` when already float64 on the CPU."""
+        if self.blk_cl.dtype == torch.float64 and self.blk_cl.device.type == "cpu":
+            return self
+        g = self.layout
+        cpu = lambda t: t.to("cpu")  # noqa: E731
+        lay = BatchLayout(g.B, g.M, g.symmetric, cpu(g.rows), cpu(g.cols), cpu(g.anchor_labels), cpu(g.key_labels),
+                          cpu(g.unique_rows), cpu(g.row_inv), cpu(g.unique_cols), cpu(g.col_inv),
+                          diag_fixed=g.diag_fixed, dtype=torch.float64)
+        f64 = lambda t: t.to(device="cpu", dtype=torch.float64)  # noqa: E731
+        return step_from_blocks(lay, f64(self.blk_cl), f64(self.blk_ns), self.tau)
+
     @functools.cached_property
     def diff(self) -> Tensor:
         """Sigma^CL - Sigma^NSCL on the block before the update."""
@@ -114,8 +128,11 @@ def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau: f
     tests/test_simulate.py). ``per_anchor`` is accepted for compatibility; the per-anchor (B, 2B) quantities
     are computed on first use.
     """
-    blk_cl = layout.gather_block(sigma_cl)
-    blk_ns = layout.gather_block(sigma_ns)
+    return step_from_blocks(layout, layout.gather_block(sigma_cl), layout.gather_block(sigma_ns), tau)
+
+
+def step_from_blocks(layout: BatchLayout, blk_cl: Tensor, blk_ns: Tensor, tau: float) -> StepTensors:
+    """StepTensors of the two runs' touched blocks (as gathered by ``layout.gather_block``). Shape: block_shape."""
     sm_cl = contrastive_softmax_prepared(layout.logit_rows(blk_cl), layout.bprep_cl, tau)
     sm_ns = contrastive_softmax_prepared(layout.logit_rows(blk_ns), layout.bprep_ns, tau)
     return StepTensors(layout, tau, blk_cl, blk_ns, sm_cl, sm_ns)
@@ -158,8 +175,12 @@ def apply_step(
     block_index = g.block_index
     sigma_cl.view(-1).index_copy_(0, block_index, new_cl.view(-1))
     sigma_ns.view(-1).index_copy_(0, block_index, new_ns.view(-1))
-    d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
-    d_old = float(torch.linalg.vector_norm(st.diff))
+    if new_cl.dtype == torch.float64:
+        d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
+        d_old = float(torch.linalg.vector_norm(st.diff))
+    else:  # float32 Sigma: the drift bookkeeping in float64 (differences of float32 entries are exact there)
+        d_new = float(torch.linalg.vector_norm(new_cl.double() - new_ns.double()))
+        d_old = float(torch.linalg.vector_norm(st.blk_cl.double() - st.blk_ns.double()))
     return d_new * d_new - d_old * d_old, new_cl, new_ns
 
 
@@ -169,7 +190,7 @@ def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:
     blk = max(1, (1 << 22) // max(1, M))
     s = 0.0
     for r0 in range(0, M, blk):
-        d = sigma_cl[r0 : r0 + blk] - sigma_ns[r0 : r0 + blk]
+        d = sigma_cl[r0 : r0 + blk].to(torch.float64) - sigma_ns[r0 : r0 + blk].to(torch.float64)
         s += float((d * d).sum())
     return math.sqrt(s)
 
