@@ -2,9 +2,13 @@
 against a plain per-anchor python-loop implementation of the same step (ratio in the same run), and the memory
 floor of the step (a bare gather + scatter of the same index pattern on the same matrices).
 
-    python benchmarks/bench_sigma.py            # N=4096 (M = 8192 items, Sigma 8192 x 8192 float64), B=512 (~2 GB)
+    python benchmarks/bench_sigma.py            # N=4096 (M = 8192 items, Sigma 8192 x 8192), B=512, float64 and float32
     python benchmarks/bench_sigma.py --quick    # tiny sizes, a few seconds
-    python benchmarks/bench_sigma.py --threads 1 2 --repeats 5
+    python benchmarks/bench_sigma.py --threads 1 2 --repeats 5 --dtypes float32
+    python benchmarks/bench_sigma.py --device cuda --threads 1 --n 50000 --loop-steps 0   # on a GPU
+
+float32 and float64 are measured in the same run (same batches, same machine state); the per-step checks always
+run in float64 on the CPU (simulate/step.py, StepTensors.float64_cpu), so "checks on" measures that too.
 
 Targets (N=4096, B=512, 2 cores): >= 20 coupled steps/s with checks, >= 100 without. Every number is measured
 in this run (best of --repeats timed windows after a warm-up) and printed with the load average: other processes
@@ -45,8 +49,9 @@ def setup(cfg: SigmaConfig):
     consts = theory_constants(ref.classes, cfg.batch_size, cfg.steps, cfg.delta, cfg.tau)
     ctx = RunContext(N=ref.n, B=cfg.batch_size, V=ref.views, M=ref.n * ref.views, tau=cfg.tau,
                      replacement=cfg.replacement, symmetric=cfg.sigma == "symmetric", clip=cfg.project == "clip",
-                     item_labels=ref.item_labels, eta=eta, bounds=_bounds(eta, consts, cfg.batch_size, cfg.tau, cfg.steps),
-                     consts=consts)
+                     item_labels=ref.item_labels.to(cfg.device), eta=eta,
+                     bounds=_bounds(eta, consts, cfg.batch_size, cfg.tau, cfg.steps), consts=consts, diag=cfg.diag,
+                     dtype=ref.sigma0.dtype, device=torch.device(cfg.device))
     state = CoupledState(0, ref.sigma0.clone(), ref.sigma0.clone(), 0.0,
                          torch.Generator().manual_seed(cfg.batch_seed), torch.Generator().manual_seed(cfg.aug_seed))
     suite = CheckSuite(tau=cfg.tau, B=cfg.batch_size, C=ref.classes, T=cfg.steps, delta=cfg.delta, consts=consts,
@@ -68,11 +73,20 @@ def _best_rate(step, steps: int, repeats: int) -> tuple[float, float]:
     return best
 
 
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def time_engine(cfg: SigmaConfig, steps: int, repeats: int, warmup: int) -> tuple[float, float]:
     _, ctx, state, suite = setup(cfg)
     for _ in range(warmup):  # also lets the heap settle (tune_allocator)
         advance(state, ctx, suite)
-    return _best_rate(lambda: advance(state, ctx, suite), steps, repeats)
+    _sync(cfg.device)
+
+    def step():
+        advance(state, ctx, suite)  # a Python float is read back each step (drift): the step is synchronous
+    return _best_rate(step, steps, repeats)
 
 
 def time_floor(cfg: SigmaConfig, steps: int, repeats: int, warmup: int) -> tuple[float, float]:
@@ -87,6 +101,8 @@ def time_floor(cfg: SigmaConfig, steps: int, repeats: int, warmup: int) -> tuple
         for _ in range(n):
             b = draw_batch(ctx.N, ctx.B, ctx.V, ctx.replacement, state.batch_gen, state.aug_gen)
             rows, cols = batch_items(b, ctx.V)
+            if ctx.device.type != "cpu":
+                rows, cols = rows.to(ctx.device), cols.to(ctx.device)
             out.append(build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric).block_index)
         return out
 
@@ -105,6 +121,7 @@ def time_floor(cfg: SigmaConfig, steps: int, repeats: int, warmup: int) -> tuple
         idx = lins(steps)
         t0, c0 = time.perf_counter(), time.process_time()
         run(idx)
+        _sync(cfg.device)
         w = steps / (time.perf_counter() - t0)
         if w > best[0]:
             best = (w, steps / max(time.process_time() - c0, 1e-9))
@@ -151,6 +168,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps per timed window (checks on; x2 with checks off)")
     ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement; the best is reported")
     ap.add_argument("--loop-steps", type=int, default=None, help="steps of the per-anchor loop (default 2; 0 = skip)")
+    ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"],
+                    help="Sigma dtypes, measured in the same run")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:K]")
+    ap.add_argument("--n", type=int, default=None, help="N samples (default 4096; --quick 256)")
+    ap.add_argument("--batch-size", type=int, default=None, help="B (default 512; --quick 32)")
     args = ap.parse_args(argv)
     if args.quick:
         n, B, steps, loop_steps, warmup = 256, 32, args.steps or 10, 2, 3
@@ -158,31 +180,38 @@ def main(argv=None) -> int:
         n, B, steps, loop_steps, warmup = 4096, 512, args.steps or 20, 2, 20
     if args.loop_steps is not None:
         loop_steps = args.loop_steps
+    n, B = args.n or n, args.batch_size or B
     base = dict(n=n, classes=16, batch_size=B, steps=1000, tau=0.5, eta=2.0, project="clip", lemma5_trials=0,
-                plot=False)
+                plot=False, device=args.device)
     tuned = tune_allocator()
-    print(f"# bench_sigma: N={n} (M={2 * n} items, Sigma {2 * n} x {2 * n} float64 x 2 runs), B={B}, classes=16, "
-          f"tau=0.5, eta=2, clip; torch {torch.__version__}, {os.cpu_count()} cpus, allocator tuned: {tuned}")
+    dev = args.device + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else "")
+    print(f"# bench_sigma: N={n} (M={2 * n} items, Sigma {2 * n} x {2 * n} x 2 runs), B={B}, classes=16, "
+          f"tau=0.5, eta=2, clip; device {dev}; torch {torch.__version__}, {os.cpu_count()} cpus, allocator tuned: "
+          f"{tuned}")
     print(f"# load average (1/5/15 min) at start: {_load()}; best of {args.repeats} windows of {steps} (checks on) / "
           f"{2 * steps} (off) steps after {warmup} warm-up steps")
     print("# steps/s per wall second (per CPU second of this process in brackets; with k threads the CPU rate is per "
           "core-second)")
-    print("| threads | checks on | checks off | floor: gather+scatter only | per-anchor loop | off / loop | on / loop "
-          "| off / floor |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| dtype | threads | checks on | checks off | floor: gather+scatter only | per-anchor loop | off / loop | "
+          "on / loop | off / floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for th in args.threads:
         torch.set_num_threads(th)
-        on = time_engine(SigmaConfig(**base, checks=True), steps, args.repeats, warmup)
-        off = time_engine(SigmaConfig(**base, checks=False), 2 * steps, args.repeats, warmup)
-        floor = time_floor(SigmaConfig(**base, checks=False), 2 * steps, args.repeats, warmup)
-        loop = time_loop(SigmaConfig(**base, checks=False), loop_steps) if loop_steps else (float("nan"),) * 2
-        rows.append((th, on, off, floor))
-        print(f"| {th} | {on[0]:.1f} ({on[1]:.1f}) | {off[0]:.1f} ({off[1]:.1f}) | {floor[0]:.1f} ({floor[1]:.1f}) | "
-              f"{loop[0]:.3f} ({loop[1]:.3f}) | {off[0] / loop[0]:.0f}x | {on[0] / loop[0]:.0f}x | "
-              f"{off[0] / floor[0]:.2f} |", flush=True)
+        for dt in args.dtypes:
+            cfg = dict(base, dtype=dt)
+            on = time_engine(SigmaConfig(**cfg, checks=True), steps, args.repeats, warmup)
+            off = time_engine(SigmaConfig(**cfg, checks=False), 2 * steps, args.repeats, warmup)
+            floor = time_floor(SigmaConfig(**cfg, checks=False), 2 * steps, args.repeats, warmup)
+            loop = (time_loop(SigmaConfig(**dict(cfg, dtype="float64", device="cpu"), checks=False), loop_steps)
+                    if loop_steps else (float("nan"),) * 2)
+            if dt == "float64":
+                rows.append((th, on, off, floor))
+            print(f"| {dt} | {th} | {on[0]:.1f} ({on[1]:.1f}) | {off[0]:.1f} ({off[1]:.1f}) | {floor[0]:.1f} "
+                  f"({floor[1]:.1f}) | {loop[0]:.3f} ({loop[1]:.3f}) | {off[0] / loop[0]:.0f}x | {on[0] / loop[0]:.0f}x | "
+                  f"{off[0] / floor[0]:.2f} |", flush=True)
     print(f"# load average at end: {_load()}")
-    if not args.quick:
+    if not args.quick and rows:
         th, on, off, floor = max(rows, key=lambda r: r[2][0])
         print(f"# targets (2 cores): checks on >= 20 steps/s: {'met' if max(r[1][0] for r in rows) >= 20 else 'NOT met'}"
               f" (best {max(r[1][0] for r in rows):.1f}); checks off >= 100 steps/s: "

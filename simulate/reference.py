@@ -61,7 +61,8 @@ def _gram(X: Tensor, dtype: torch.dtype = torch.float64, device: torch.device | 
         S.clamp_(-1.0, 1.0)
         S.fill_diagonal_(1.0)
         return S
-    b = int(block_rows or max(1, min(M, (1 << 24) // max(1, M))))
+    # tiles: 2^24 entries per row band on the CPU; 4096 x 4096 float64 tiles (128 MB) on a GPU (few launches)
+    b = int(block_rows or (min(M, 4096) if device.type == "cuda" else max(1, min(M, (1 << 24) // max(1, M)))))
     Xd = X.to(device=device, dtype=torch.float64)
     S = torch.empty(M, M, dtype=dtype, device=device)
     for r0 in range(0, M, b):

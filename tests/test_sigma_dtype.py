@@ -128,3 +128,19 @@ def test_blockwise_nxn_helpers_match_dense(monkeypatch: pytest.MonkeyPatch) -> N
     assert cert.centred_fro(S.to(torch.float32)) == pytest.approx(
         float(torch.linalg.matrix_norm(H @ S.to(torch.float32).double() @ H)), rel=1e-12)
     assert not math.isnan(cert.upper_std(S))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cuda_run_matches_cpu(dtype: str) -> None:
+    """The same run on the GPU: same batches (CPU generators), Sigma equal to the CPU run's to rounding (float64:
+    different reduction orders, 1e-12; float32: the float32 tolerance of the short-run test), identical verdicts."""
+    cpu = run_sigma_descent(small(dtype=dtype), None, quiet=True)
+    gpu = run_sigma_descent(small(dtype=dtype, device="cuda"), None, quiet=True)
+    assert gpu.sigma_cl.device.type == "cuda"
+    tol = 1e-12 if dtype == "float64" else 20 * 16 * EPS32 * (1 + 2 * 2.0 / 0.5)
+    assert float((gpu.sigma_cl.cpu().double() - cpu.sigma_cl.double()).abs().max()) <= tol
+    assert float((gpu.sigma_ns.cpu().double() - cpu.sigma_ns.double()).abs().max()) <= tol
+    for cid, o in cpu.checks.items():
+        if not cid.startswith("_") and cid != "Thm1_gap":
+            assert gpu.checks[cid]["holds"] == o["holds"], cid
