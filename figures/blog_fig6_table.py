@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .discover import Catalog
+from .discover import Catalog, group_runs
 from .plotting import Missing, Output
 from ._encoder import cl_pair, final_value
 
@@ -21,6 +21,12 @@ def make(cat: Catalog, out: Output) -> list[Path]:
     runs = [r for r in cat.encoder if r.metrics]
     if not runs:
         raise Missing(NEEDS)
+    # the runs over datasets x architectures (blog: ResNet and ViT on several datasets); without such a sweep,
+    # every encoder run found
+    vary = {"dataset", "arch", "data_root", "n_per_class", "test_per_class", "image_size", "width"}
+    groups = group_runs(runs, vary, by=lambda r: (str(r.config.get("dataset")), str(r.config.get("arch"))))
+    if groups:
+        runs = list(dict.fromkeys(r for g in groups for r in g.runs))
     runs = sorted(runs, key=lambda r: (str(r.config.get("dataset")), str(r.config.get("arch")), r.C,
                                        r.label_noise, r.name))
     header = ["dataset", "arch", "C′", "τ", "B", "epochs", "labels", "pair", "CKA train", "CKA test", "RSA train",
