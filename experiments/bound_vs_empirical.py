@@ -53,9 +53,10 @@ from theory.bounds import (
     cor1_cka_bound,
     cor2_rsa_bound,
     lem6_l2_sharp,
+    anchor_row_multiplicity,
     rsa_certificate_sharp,
     thm1_bound_from_delta,
-    thm1_unrolled_from_delta,
+    thm1_unrolled_multiplicity,
     thm2_bound_from_delta,
 )
 from theory.constants import delta_c_delta, eps_b_delta
@@ -235,15 +236,26 @@ def prepare(cfg: RunConfig) -> _Setup:
     return _Setup(cfg)
 
 
-def _drift_bounds(s: _Setup, eta: np.ndarray) -> tuple[float | None, float | None]:
-    """(Eq. 2 drift bound, sharpest drift bound) after the steps ``eta`` (horizon T of the run in Delta)."""
+def _drift_bounds(s: _Setup, eta: np.ndarray, state: dict | None = None) -> tuple[float | None, float | None]:
+    """(Eq. 2 drift bound, sharpest drift bound) after the steps ``eta`` (horizon T of the run in Delta).
+
+    The sharp bound is theory.bounds.thm1_unrolled_multiplicity with the realised anchor-row multiplicities of
+    each batch (``state["row_mult"]``, ``state["row_mult_sq"]``, recorded by the step hook): equal to
+    thm1_bound_sharp when every anchor has its own row (m = 1, the premise of the sharp form; true here by
+    construction, batches are slices of an epoch permutation, and checked at run time), valid otherwise.
+    """
     if s.Delta is None:
         return None, None
     if eta.size == 0:
         return 0.0, 0.0
     B, tau = s.B, s.cfg.tau
+    T = eta.size
+    m = (state or {}).get("row_mult", [])[:T]
+    q = (state or {}).get("row_mult_sq", [])[:T]
+    if len(m) != T:  # no per-step record (e.g. a caller without the hook): batches are distinct by construction
+        m, q = [1] * T, [B] * T
     return (thm1_bound_from_delta(eta, s.Delta, B, tau),
-            thm1_unrolled_from_delta(eta, lem6_l2_sharp(s.Delta), B, tau))
+            thm1_unrolled_multiplicity(eta, lem6_l2_sharp(s.Delta), B, tau, m, q))
 
 
 def _frob_drift(za: Tensor, zb: Tensor) -> float:
@@ -259,7 +271,7 @@ def _frob_drift(za: Tensor, zb: Tensor) -> float:
 RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights")
 #: result rows and scalars of a run's state that a checkpoint stores as JSON text (records_to_text)
 _RECORD_KEYS = ("eta", "metric_rows", "model_rows", "theory_rows", "gap_rows", "surrogate_rows", "G_run",
-                "beta_run", "xi", "notes", "eval_s", "hook_s")
+                "beta_run", "xi", "notes", "eval_s", "hook_s", "row_mult", "row_mult_sq")
 #: models up to this many parameters get weights_init.pt / weights_final.pt when save_weights is None (auto)
 SAVE_WEIGHTS_MAX_PARAMS = 5_000_000
 
@@ -364,6 +376,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
     state: dict[str, Any] = {
         "eta": [], "metric_rows": [], "model_rows": [], "theory_rows": [], "gap_rows": [], "surrogate_rows": [],
         "G_run": 0.0, "beta_run": 0.0, "last_batch": None, "prev": {}, "xi": {n: [] for n in cfg.losses},
+        "row_mult": [], "row_mult_sq": [],
         "notes": [], "eval_s": 0.0, "hook_s": 0.0,
     }
     if s.Delta is None:
@@ -399,6 +412,9 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
         rec = trainer.history[-1]
         eta_t = float(rec["lr"])
         state["eta"].append(eta_t)
+        mult = anchor_row_multiplicity(idx.detach().cpu().numpy())  # premise of Thm. 1 sharp: m = 1
+        state["row_mult"].append(mult.m)
+        state["row_mult_sq"].append(mult.q)
         state["last_batch"] = (views.detach(), trainer.labels[idx.to(trainer.labels.device)].detach().cpu())
         sur = s.surrogate
         if sur is not None:
@@ -481,7 +497,7 @@ def _evaluate(s: _Setup, state: dict, epoch: int, step: int, theory_gen: torch.G
     sum_eta = float(eta.sum())
     emb = _embed_all(s)
     labels = {"train": s.ref_train.labels, "test": s.ref_test.labels}
-    drift, drift_sharp = _drift_bounds(s, eta)
+    drift, drift_sharp = _drift_bounds(s, eta, state)
     heavy = step in s.heavy_steps
     base = {"epoch": epoch, "step": step, "sum_eta": sum_eta}
     # -- weight gaps (split independent)
@@ -649,9 +665,11 @@ def _surrogate_eval(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: to
         rows.append(row)
     drift_sur = float(torch.linalg.matrix_norm(sur.sigma_cl - sur.sigma_ns))
     drift_net = float(torch.linalg.matrix_norm(sig_net[s.contrastive] - sig_net["NSCL"]))
-    d_paper, d_sharp = _drift_bounds(s, eta)
+    d_paper, d_sharp = _drift_bounds(s, eta, state)
+    m_max = max(state["row_mult"][:eta.size], default=1)
     rows.append({**base, "model": "CL-NSCL", "sur_drift_fro": drift_sur, "net_drift_fro": drift_net,
-                 "thm1_bound": d_paper, "thm1_bound_sharp": d_sharp,
+                 "thm1_bound": d_paper, "thm1_bound_sharp": d_sharp, "max_row_mult": m_max,
+                 "thm1_premise_m1": m_max == 1,
                  "thm1_holds_surrogate": None if d_paper is None else bool(drift_sur <= d_paper),
                  "cka_sur": _safe(cka_gram, sur.sigma_cl, sur.sigma_ns),
                  "cka_net_items": _safe(cka_gram, sig_net[s.contrastive], sig_net["NSCL"])})

@@ -247,7 +247,8 @@ def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
                    (("sur_drift_fro", "surrogate ‖Σ^CL − Σ^NSCL‖_F", "-o", "#0072B2"),
                     ("net_drift_fro", "network, same items", "-s", "#D55E00"),
                     ("thm1_bound", "Thm. 1 (Eq. 2)", "--", "k"),
-                    ("thm1_bound_sharp", "Thm. 1 sharper", ":", "0.4")),
+                    ("thm1_bound_sharp", "Thm. 1 sharper (premise m = 1: each anchor its own row, checked)", ":",
+                     "0.4")),
                    "(b) CL–NSCL drift on the training items")
         fig.suptitle(f"Note: {THM1_NOTE}; L_Σ, M_Σ are empirical lower estimates", fontsize=8.5, x=0.01, ha="left")
         return _save(fig, stem)

@@ -161,3 +161,21 @@ def test_cli_writes_summary_and_rejects_bad_input(tmp_path, capsys):
         main(["--regimes", "0", "--out", str(tmp_path / "x")])
     assert e.value.code == 2
     assert "--regimes must be >= 1" in capsys.readouterr().err
+
+
+def test_encoder_overlay_sharp_bound_carries_row_multiplicity():
+    from types import SimpleNamespace
+
+    from experiments.bound_vs_empirical import _drift_bounds
+
+    B, tau, C, delta = 16, 0.5, 4, 0.1
+    eta = np.full(5, 0.3)
+    s = SimpleNamespace(Delta=delta_c_delta(C, B, 5, delta, tau), B=B, cfg=SimpleNamespace(tau=tau))
+    # distinct samples in every batch (an epoch permutation): m = 1, the sharp form of theory.bounds
+    _, sharp = _drift_bounds(s, eta, {"row_mult": [1] * 5, "row_mult_sq": [B] * 5})
+    assert sharp == pytest.approx(bd.thm1_bound_sharp(eta, B, C, delta, tau), rel=1e-12)
+    # a batch with a repeated sample: the multiplicity form, larger
+    _, dup = _drift_bounds(s, eta, {"row_mult": [1, 2, 1, 1, 1], "row_mult_sq": [B, B + 2, B, B, B]})
+    assert dup == pytest.approx(bd.thm1_unrolled_multiplicity(eta, bd.lem6_l2_sharp(s.Delta), B, tau,
+                                                              [1, 2, 1, 1, 1], [B, B + 2, B, B, B]), rel=1e-12)
+    assert dup > sharp
