@@ -23,7 +23,7 @@ import torch
 from scipy.stats import multinomial
 
 from simulate.batches import Batch, batch_items, draw_batch
-from simulate.claims import step_claims
+from simulate.claims import CLAIMS, step_claims
 from simulate.config import SigmaConfig, theory_constants
 from simulate.layout import build_layout
 from simulate.reference import make_reference
@@ -368,6 +368,25 @@ def test_constants_match_the_paper_by_hand():
 # a whole run, replayed: the Eq. 1 step, the trajectory claims (Thm. 1 forms, Cors. 1-2) and L5
 
 
+# claim -> (eval-point value, its lower bound) of the Cor. 1-2 certificates; the Thm. 1 trajectory forms
+CERTIFICATES = {"Cor1": ("cka", "cka_lb_paper"), "Cor1_sharp": ("cka", "cka_lb_sharp"),
+                "Cor1_mult": ("cka", "cka_lb_mult"), "Cor1_meas": ("cka", "cka_lb_meas"),
+                "Cor1_meas_sharp": ("cka", "cka_lb_meas_sharp"), "Cor1_exact": ("cka", "cka_lb_exact"),
+                "Cor2": ("rsa", "rsa_lb_paper"), "Cor2_sharp": ("rsa", "rsa_lb_sharp"),
+                "Cor2_mult": ("rsa", "rsa_lb_mult"), "Cor2_meas": ("rsa", "rsa_lb_meas"),
+                "Cor2_meas_sharp": ("rsa", "rsa_lb_meas_sharp"), "Cor2_exact": ("rsa", "rsa_lb_exact")}
+TRAJECTORY_CLAIMS = ("Thm1", "Thm1_unrolled", "Thm1_mult", "Thm1_gap")
+
+
+def test_every_claim_of_the_verdict_table_has_a_reference():
+    """A claim added to simulate.claims.CLAIMS without a reference here fails (L7 / Thm2 are parameter-space
+    claims, not evaluated in Sigma-space; L5 is checked in the replayed run)."""
+    covered = set(STEP_CLAIMS) | set(CERTIFICATES) | set(TRAJECTORY_CLAIMS) | {"L5"}
+    missing = [cid for cid, spec in CLAIMS.items() if spec["unit"] != "-" and cid not in covered]
+    assert missing == []
+    assert {cid for cid, spec in CLAIMS.items() if spec["unit"] == "-"} == {"L7", "Thm2"}
+
+
 def replay_step(S, case: Case, kind: str, tau: float, eta: float, sym: bool, diag_fixed: bool) -> torch.Tensor:
     """Eq. 1 with the entries projected onto [-1, 1] (the default --project clip)."""
     return (S - eta * batch_grad(S, case, kind, tau, sym, diag_fixed)).clamp(-1.0, 1.0)
@@ -488,13 +507,7 @@ def test_run_replayed_step_by_step_against_the_paper(sigma, diag):
         for key, v in want.items():
             assert ev[key] == pytest.approx(v, rel=1e-9, abs=1e-12), (ev["step"], key)
         cert = want
-    final = {"Cor1": ("cka", "cka_lb_paper"), "Cor1_sharp": ("cka", "cka_lb_sharp"),
-             "Cor1_meas": ("cka", "cka_lb_meas"), "Cor1_meas_sharp": ("cka", "cka_lb_meas_sharp"),
-             "Cor1_exact": ("cka", "cka_lb_exact"), "Cor2": ("rsa", "rsa_lb_paper"),
-             "Cor2_sharp": ("rsa", "rsa_lb_sharp"), "Cor2_meas": ("rsa", "rsa_lb_meas"),
-             "Cor2_meas_sharp": ("rsa", "rsa_lb_meas_sharp"), "Cor2_exact": ("rsa", "rsa_lb_exact"),
-             "Cor1_mult": ("cka", "cka_lb_mult"), "Cor2_mult": ("rsa", "rsa_lb_mult")}
-    for cid, (value, lb) in final.items():
+    for cid, (value, lb) in CERTIFICATES.items():
         got = res.checks[cid]["final"]
         assert got["lhs"] == pytest.approx(cert[value], rel=1e-9), cid
         assert got["rhs"] == pytest.approx(cert[lb], rel=1e-9, abs=1e-12), cid
