@@ -125,7 +125,7 @@ def test_fig3_grid_every_class_count_with_control_row(result):
 def test_tables_list_every_run(result, synth):
     _, out = result
     t6 = _rows(out / "blog_fig6_alignment_table.csv")  # the runs over architectures: both archs at each tau
-    assert sorted(r["run"] for r in t6) == sorted(f"{d}__tau{t:g}" for d in "ab" for t in (0.1, 0.5, 1.0))
+    assert sorted(r["run"] for r in t6) == sorted(f"{d}__tau{t}" for d in "ab" for t in (0.1, 0.5, 1.0))
     assert {r["arch"] for r in t6} == {"mlp", "vit_tiny"}
     t1 = _rows(out / "table1_accuracy_long.csv")
     assert {(r["run"], r["model"]) for r in t1} == {(f"fig2__{n}", m) for n in ("base", "noise")
