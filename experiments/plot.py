@@ -93,7 +93,8 @@ def _log_plot(ax, xs: np.ndarray, ys: np.ndarray, fmt: str, **kw) -> None:
         return
     if np.isfinite(y).sum() < 3:  # one or two points: markers (a lone point has no line; two joined points on
         ok = np.isfinite(y)     # a log axis would show a shape nobody measured)
-        ax.plot(np.asarray(xs)[ok], y[ok], ls="none", marker=kw.pop("marker", "D"), **kw)
+        mk = kw.pop("marker", None) or next((c for c in fmt if c in "osD^v*xp+"), "D")
+        ax.plot(np.asarray(xs)[ok], y[ok], ls="none", marker=mk, ms=6 if mk == "o" else 4, **kw)  # big under small
     else:
         ax.plot(xs, y, fmt, **kw)
     capped = np.array(ys, dtype=np.float64) > LOG_CAP
