@@ -45,6 +45,7 @@ if __name__ == "__main__":  # before anything slow (importing torch takes second
 import argparse  # noqa: E402
 import json  # noqa: E402
 from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 _LAZY = {
     "TrainConfig": "train_config", "TRAIN_LOSSES": "train_config", "OPTIMIZERS": "train_config",
@@ -80,8 +81,9 @@ def _signal_exit(stage: str) -> int | None:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     from .train_config import TrainConfig
 
-    p = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from runio.cli import OneLineParser, parse_with_config
+
+    p = OneLineParser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
     d = TrainConfig.__dataclass_fields__
     p.add_argument("--dataset", default="synthetic", help="synthetic|fashion-mnist|cifar10|cifar100|folder")
     p.add_argument("--root", default=None, help="dataset directory")
@@ -102,7 +104,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output directory (manifest.json, history.json, ckpt.pt)")
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    return parse_with_config(p, argv, exclude=("out", "resume"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,7 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .lockstep import LockstepTrainer, TrainingDiverged
     from .train_config import TrainConfig
 
+    from runio.cli import fail, record
+    from runio.outdir import OutDirLock
+    from runio.records import write_json
+
     ctx = None
+    lock = None
     try:
         args = _parse(argv)
         if (rc := _signal_exit("start-up")) is not None:
@@ -128,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx is not None and ctx.backend == "nccl":
             kw["device"] = f"cuda:{ctx.local_rank}"
         cfg = TrainConfig(**kw)
+        if ctx is None or ctx.rank == 0:  # the writing rank holds --out (one run per directory)
+            lock = OutDirLock(args.out).acquire()
         ds = load_dataset(args.dataset, root=args.root)
         if args.classes is not None:
             ds = class_subset(ds, args.classes, args.class_seed)
@@ -138,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             trainer = LockstepTrainer(cfg, ds, dist=ctx, quiet=args.quiet)
         _TRAINER[:] = [trainer]
+        if lock is not None:  # the run record, after the resume checks: python -m experiments.train --config OUT/config.json
+            write_json(Path(args.out) / "config.json", record(args, exclude=("config", "out", "resume", "quiet"),
+                                                              command_line=[sys.argv[0], *(sys.argv[1:] if argv is None else argv)]))
         if _PENDING:  # arrived while the trainer was built: it trains one step, saves and stops
             trainer._on_signal(_PENDING[0], None)
         trainer.fit()
@@ -146,9 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             last = trainer.history[-1]["loss"] if trainer.history else {}
             print(json.dumps({"step": trainer.step, "final_loss": last, "out": args.out}))
     except (ValueError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"python -m experiments.train: error: {e}", file=sys.stderr)
-        return 2
+        return fail("python -m experiments.train", e)
     finally:
+        if lock is not None:
+            lock.release()
         ddp.destroy()
         _TRAINER.clear()
         _PENDING.clear()
