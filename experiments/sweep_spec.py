@@ -48,7 +48,7 @@ import itertools
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def _norm(k: str) -> str:
 def _known_fields() -> set[str]:
     from .config import RunConfig
 
-    return {f.name for f in fields(RunConfig)}
+    return set(RunConfig.keys())  # the flat keys (the training keys live in RunConfig.train)
 
 
 def parse_sweep(raw: dict[str, Any], path: str | Path = "<dict>") -> SweepSpec:
@@ -275,7 +275,7 @@ def _resolve(values: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[s
     if rule != "none":
         from .config import RunConfig
 
-        B = cfg.get("batch_size", RunConfig.batch_size)
+        B = cfg.get("batch_size", RunConfig().to_dict()["batch_size"])
         cfg["lr"] = lr_from_rule(rule, B, values.get("lr_base", 0.3))
     return cfg, hints, rule
 
