@@ -83,7 +83,10 @@ def prepare_dirs(recs: list[dict]) -> None:
         d: Path = r["run_dir"]
         f = d / POINT_FILE
         if f.is_file():
-            old = read_json(f).get("config", {})
+            from .config import RunConfig
+
+            # a record written before a key existed compares as that key's default (old sweeps stay resumable)
+            old = {**RunConfig().to_dict(), **read_json(f).get("config", {})}
             diff = sorted(k for k in set(old) | set(p.config) if old.get(k) != p.config.get(k))
             if diff:
                 k = diff[0]
