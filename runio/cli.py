@@ -66,7 +66,15 @@ def fail(prog: str, e: BaseException | str, status: int = 2) -> int:
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Help formatter that appends ``(default: X)`` unless the help text already names its default."""
+    """Help formatter that appends ``(default: X)`` unless the help text already names its default; an option
+    without help text gets ``(default: X)`` alone (argparse would print nothing for it)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        if action.help is None and action.option_strings and action.default is not None \
+                and action.default is not argparse.SUPPRESS \
+                and not isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            action.help = "(default: %(default)s)"
+        super().add_argument(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -126,6 +134,8 @@ def _coerce(parser: argparse.ArgumentParser, action: argparse.Action, key: str, 
     """A config-file value converted as the command line would convert it (one-line error if it cannot be)."""
     flag = action.option_strings[-1] if action.option_strings else key
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        if v is None and action.default is None:  # a tri-state option left unset (None = "decide later")
+            return v
         if not isinstance(v, bool):
             parser.error(f"config key {key!r} ({flag}) must be true or false, got {v!r}")
         return v
