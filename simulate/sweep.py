@@ -304,12 +304,16 @@ def _panel(ax, fig, rows, x, y, col, title, log=False, vmin=None, vmax=None, cma
     ax.set_ylabel(y)
     ax.grid(False)
     ax.set_title(title)
+    vals = np.unique(M[np.isfinite(M)])
+    # enough significant digits that cells of different value read differently (CKA 1 - 1e-5 is not "1")
+    d = next((k for k in range(3, 10) if len({f"{v:.{k}g}" for v in vals}) == len(vals)), 10)
     for i in range(len(ys)):
         for j in range(len(xs)):
-            txt = "n/a" if not np.isfinite(M[i, j]) else f"{M[i, j]:.3g}"
+            txt = "n/a" if not np.isfinite(M[i, j]) else f"{M[i, j]:.{d}g}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=7, color="k",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "w", "ec": "none", "alpha": 0.6})  # fmt: skip
-    fig.colorbar(im, ax=ax, shrink=0.85, label=("log10 " if log else "") + col)
+    name = title.split(") ", 1)[-1] if title.startswith("(") else title  # the panel's words, not the column name
+    fig.colorbar(im, ax=ax, shrink=0.85, label=f"log$_{{10}}$({name})" if log else name)
 
 
 def plot_heatmaps(rows: list[dict], out_dir: Path | str, x: str = "tau", y: str = "classes") -> list[Path]:
