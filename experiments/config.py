@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from runio import dataclass_from_dict
 from runio.cli import OneLineParser
 from runio.config import check_keys, load_config
 from theory.constants import check_delta, check_tau
 from theory.losses import LOSS_KINDS
 
 from .models import ARCHS
+from .train_config import TrainConfig
 
-__all__ = ["RunConfig", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "parse_cli", "config_from_dict"]
+__all__ = ["RunConfig", "TRAIN_KEYS", "RUN_CONFIG_KEYS", "CONTRASTIVE", "PAIR_LOSSES", "build_parser", "load_toml", "parse_config", "parse_cli", "config_from_dict"]
 
 #: losses a model can be trained with (the same set as experiments.train.TRAIN_LOSSES)
 PAIR_LOSSES = LOSS_KINDS + ("CE",)
@@ -45,7 +45,18 @@ CONTRASTIVE = ("CL", "DCL")
 DATASETS = ("synthetic", "fashion-mnist", "cifar10", "cifar100", "folder")
 
 
-@dataclass
+#: TrainConfig fields a RunConfig carries (not out_dir / ckpt_every: bound_vs_empirical writes its own files)
+_TRAINER_ONLY = ("out_dir", "ckpt_every")
+TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.name not in _TRAINER_ONLY)
+
+
+def _unknown_keys(bad: list[str]) -> str:
+    keys = ", ".join(repr(k) for k in bad)
+    return (f"unknown config key{'s' if len(bad) > 1 else ''} {keys} for RunConfig; expected a subset of "
+            f"{', '.join(sorted(RUN_CONFIG_KEYS))}")
+
+
+@dataclass(init=False)
 class RunConfig:
     """Everything that determines one bound-vs-empirical run (written to ``config.json``).
 
@@ -85,33 +96,11 @@ class RunConfig:
     ref_test: int = 400
     ref_seed: int = 0
     ref_batch: int = 128
-    # model / training
-    losses: tuple[str, ...] = ("CL", "NSCL")
+    # model / training: the training options live in ``train`` (one owner: TrainConfig, same defaults as
+    # ``python -m experiments.train``); they read and write as flat attributes (cfg.tau, cfg.batch_size, ...)
     pairs: tuple[str, ...] = ()
-    arch: str = "small_cnn"
-    width: float = 0.5
-    proj_hidden: int = 128
-    proj_dim: int = 64
-    batch_size: int = 64
-    tau: float = 0.5
-    anchors: str = "both"
-    epochs: int = 20
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    warmup_epochs: float = 0.0
-    grad_clip: float = 0.0
-    aug_strength: float = 0.5
     eval_every: int = 0
-    device: str = "cpu"
     threads: int = 0
-    bf16: bool = False
-    init_seed: int = 0
-    order_seed: int = 1
-    aug_seed: int = 2
-    label_noise: float = 0.0
-    label_noise_seed: int = 0
     # theory
     delta: float = 0.01
     theory: bool = True
@@ -130,17 +119,45 @@ class RunConfig:
     checkpoint_every: int = 1
     save_weights: bool | None = None
     quiet: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
 
-    def __post_init__(self) -> None:
+    def __init__(self, train: TrainConfig | Mapping[str, Any] | None = None, **kw: Any) -> None:
+        """``RunConfig(tau=0.7, classes=5, ...)``: run keys and training keys (:data:`TRAIN_KEYS`) side by side;
+        ``train``: a TrainConfig (or dict) the training keys start from. One-line ValueError for unknown keys."""
+        own = [f for f in fields(RunConfig) if f.name != "train"]
+        names = {f.name for f in own}
+        bad = sorted(k for k in kw if k not in names and k not in TRAIN_KEYS)
+        if bad:
+            raise ValueError(_unknown_keys(bad))
+        for f in own:
+            object.__setattr__(self, f.name, kw.get(f.name, f.default))
+        base = {} if train is None else (train.to_dict() if isinstance(train, TrainConfig) else dict(train))
+        bad = sorted(k for k in base if k not in TRAIN_KEYS and k not in _TRAINER_ONLY)
+        if bad:
+            raise ValueError(_unknown_keys(bad))
+        base.update({k: v for k, v in kw.items() if k in TRAIN_KEYS})
+        for k in list(base):
+            if k in _KINDS:  # the flat config's coercions ("CL,nscl" -> ("CL", "NSCL"), ...)
+                base[k] = _coerce(k, base[k], _KINDS[k])
+        base.update(out_dir=None, ckpt_every=0)  # bound_vs_empirical writes its own files and checkpoints
+        object.__setattr__(self, "train", TrainConfig(**base))
         self.validate()
+
+    @staticmethod
+    def keys() -> tuple[str, ...]:
+        """Every key a config file, a flag set or ``config.json`` may give: the run keys then :data:`TRAIN_KEYS`."""
+        return RUN_CONFIG_KEYS
 
     # ---------------------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Type- and range-check every field; raise a one-line ValueError naming the first bad one."""
         for f in fields(self):
+            if f.name == "train":
+                continue
             v = getattr(self, f.name)
             kind = _KINDS[f.name]
             setattr(self, f.name, _coerce(f.name, v, kind))
+        self.train.validate()
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got dataset={self.dataset!r}")
         if self.dataset in ("cifar10", "cifar100", "folder") and self.data_root is None:
@@ -174,7 +191,7 @@ class RunConfig:
         if self.classes is not None and self.classes < 2:
             raise ValueError(f"classes must be an integer >= 2 (C'-way training), got classes={self.classes!r}")
         for name in ("n_per_class", "test_per_class", "image_size", "ref_train", "ref_test", "epochs",
-                     "proj_hidden", "proj_dim", "g_pairs", "lp_iters"):
+                     "proj_dim", "g_pairs", "lp_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {name}={getattr(self, name)!r}")
         for name in ("ref_batch", "batch_size"):
@@ -218,20 +235,39 @@ class RunConfig:
         return out
 
     def train_config_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of experiments.train.TrainConfig (out_dir None: this CLI writes its own files)."""
-        return dict(losses=tuple(self.losses), arch=self.arch, width=self.width, proj_hidden=self.proj_hidden,
-                    proj_dim=self.proj_dim, batch_size=self.batch_size, tau=self.tau, anchors=self.anchors,
-                    epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                    weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs, grad_clip=self.grad_clip,
-                    aug_strength=self.aug_strength, device=self.device, bf16=self.bf16, channels_last=False,
-                    init_seed=self.init_seed, order_seed=self.order_seed, aug_seed=self.aug_seed,
-                    label_noise=self.label_noise, label_noise_seed=self.label_noise_seed, out_dir=None)
+        """Keyword arguments of the run's TrainConfig (out_dir None: this CLI writes its own files)."""
+        return self.train.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["losses"] = list(self.losses)
+        """Flat dict (the run keys, then the training keys): what ``config.json`` holds and the loaders read."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
         d["pairs"] = list(self.pairs)
+        t = self.train.to_dict()
+        d.update({k: t[k] for k in TRAIN_KEYS})
         return d
+
+
+class _TrainKey:
+    """A training key of RunConfig: read and written through ``cfg.train``; on the class, TrainConfig's default
+    (``RunConfig.batch_size`` == ``TrainConfig.batch_size`` == 64)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.default = TrainConfig.__dataclass_fields__[name].default
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self.default if obj is None else getattr(obj.train, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj.train, self.name, value)
+
+
+for _k in TRAIN_KEYS:
+    setattr(RunConfig, _k, _TrainKey(_k))
+del _k
+
+#: every key of a flat RunConfig (config files, flags, config.json): run keys, then the training keys
+RUN_CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name != "train") + TRAIN_KEYS
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -240,7 +276,7 @@ _KINDS: dict[str, str] = {
     "dataset": "str", "data_root": "optstr", "classes": "optint", "class_seed": "int", "train_size": "optint", "n_per_class": "int",
     "test_per_class": "int", "image_size": "int", "data_seed": "int", "ref_train": "int", "ref_test": "int",
     "ref_seed": "int", "ref_batch": "int", "losses": "strlist", "pairs": "strlist", "arch": "str",
-    "width": "float", "proj_hidden": "int", "proj_dim": "int", "batch_size": "int", "tau": "float",
+    "width": "float", "proj_hidden": "optint", "proj_dim": "int", "batch_size": "int", "tau": "float",
     "anchors": "str", "epochs": "int", "optimizer": "str", "lr": "float", "momentum": "float",
     "weight_decay": "float", "warmup_epochs": "float", "grad_clip": "float", "aug_strength": "float",
     "eval_every": "int", "device": "str", "threads": "int", "bf16": "bool", "init_seed": "int", "order_seed": "int",
@@ -306,7 +342,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     twice (e.g. in two tables) or a nested table.
     """
     doc = load_config(path)
-    check_keys(doc, [f.name for f in fields(RunConfig)], f" in {str(path)!r} (RunConfig)")
+    check_keys(doc, RUN_CONFIG_KEYS, f" in {str(path)!r} (RunConfig)")
     return doc
 
 
@@ -401,7 +437,7 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
     """RunConfig from a mapping of field names (one-line ValueError for unknown keys / bad values)."""
-    return dataclass_from_dict(RunConfig, d)
+    return RunConfig(**d)
 
 
 def parse_cli(argv: Sequence[str] | None = None) -> tuple[RunConfig, bool]:

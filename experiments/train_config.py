@@ -50,24 +50,24 @@ class TrainConfig:
 
     losses: tuple[str, ...] = ("CL", "NSCL")
     arch: str = "small_cnn"
-    width: float = 1.0
-    proj_hidden: int | None = None
-    proj_dim: int = 128
-    batch_size: int = 256
+    width: float = 0.5
+    proj_hidden: int | None = 128
+    proj_dim: int = 64
+    batch_size: int = 64
     tau: float = 0.5
     anchors: str = "both"
-    epochs: int = 10
+    epochs: int = 20
     optimizer: str = "sgd"
-    lr: float = 0.3
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
     warmup_epochs: float = 0.0
     grad_clip: float = 0.0
     aug_preset: str | None = None
     aug_strength: float = 0.5
     aug_blur: bool | None = None
     device: str = "auto"
-    bf16: bool = True
+    bf16: bool = False
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool | None = None
@@ -140,7 +140,7 @@ class TrainConfig:
         self.make_augment(32)  # validates aug_preset / aug_strength
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
-        resolve_device(self.device)
+        resolve_device(self.device, check_available=False)  # availability: when the trainer is built
 
     def make_augment(self, size: int) -> SimCLRAugment:
         """The SimCLRAugment of this config for images of side ``size``."""
@@ -159,8 +159,13 @@ class TrainConfig:
         return dataclass_from_dict(cls, d)
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without CUDA -> one-line ValueError."""
+def resolve_device(device: str, check_available: bool = True) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' without CUDA -> one-line ValueError.
+
+    check_available=False: the spelling alone is checked (a config for a GPU machine validates anywhere).
+    """
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got device={device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -168,6 +173,8 @@ def resolve_device(device: str) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got device={device!r}") from None
     if dev.type == "cuda":
+        if not check_available:
+            return dev
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} requested but CUDA is not available (use device='cpu' or 'auto')")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
