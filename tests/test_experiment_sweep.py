@@ -313,3 +313,28 @@ def test_repository_configs_parse_and_expand():
                 c = p.config
                 assert (c["optimizer"], c["momentum"], c["weight_decay"], c["warmup_epochs"]) == ("lars", 0.9, 1e-6, 10)
             json.dumps([p.config for p in pts])
+
+
+def test_sigma_configs_parse_and_expand():
+    """configs/sigma/*.toml are simulate.sweep option files: every key an option, every grid point valid."""
+    from runio.cli import parse_with_config
+    from simulate import sweep as ssweep
+
+    files = sorted((REPO / "configs" / "sigma").glob("*.toml"))
+    assert len(files) >= 6
+    etas = {}
+    for f in files:
+        args = parse_with_config(ssweep.build_parser(), ["--config", str(f)])
+        tasks = ssweep.make_tasks(
+            ssweep.parse_values(args.classes, int), ssweep.parse_values(args.tau, float),
+            ssweep.parse_values(args.batch_size, int), ssweep.parse_values(args.eta, float),
+            ssweep.parse_values(args.seeds, int), args.n_per_class, ssweep.base_config(args))
+        assert tasks, f
+        if f.stem.startswith("fig5_batch_B"):
+            B = int(args.batch_size)
+            etas[B] = sorted(t["axes"]["eta"] for t in tasks)
+    # the four Sec. 5 scalings applied to eta = 16 at B = 512: 16 f(B) / f(512), f in {B, sqrt B, B^1/4, 1}
+    for B, got in etas.items():
+        r = B / 512
+        want = sorted({round(16 * x, 4) for x in (r, math.sqrt(r), r ** 0.25, 1.0)})
+        assert [round(e, 4) for e in got] == want, B
