@@ -1,9 +1,9 @@
 """Every figure and table of the paper and the companion blog, regenerated from result files only.
 
-``python -m figures [--only NAME ...] [--runs DIR ...] [--out DIR]`` searches the ``--runs`` directories (default
-``./runs``) recursively for result directories, recognised by their ``config.json`` (figures.discover: encoder
-runs of ``experiments.bound_vs_empirical`` / ``experiments.sweep``, Sigma-space runs of ``simulate.sigma_descent``
-/ ``simulate.sweep``), groups them by config values and writes every figure the runs support. A figure whose
+``python -m figures [--only NAME ...] [--runs DIR ...] [--out DIR] [--formats png pdf]`` searches the ``--runs``
+directories (default ``./runs``) recursively for result directories, recognised by their ``config.json``
+(figures.discover: encoder runs of ``experiments.bound_vs_empirical`` / ``experiments.sweep``, Sigma-space runs of
+``simulate.sigma_descent`` / ``simulate.sweep``), groups them by config values and writes every figure the runs support. A figure whose
 inputs are missing is skipped with ONE line naming the sweep config to run; nothing is drawn empty.
 
 One module per figure or table (each ``make(catalog, output) -> paths``):
@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", default=["runs"], help="directories searched recursively (default ./runs)")
     p.add_argument("--out", default=None, help="output directory (default: figures/ inside the first --runs)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these figures: {', '.join(FIGURES)}")
+    p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=("png", "pdf", "svg"),
+                   help="image formats of every figure (default png pdf)")
     p.add_argument("--quiet", action="store_true")
     a = parse_with_config(p, argv)
     if a.only:
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     out = Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures"
     try:
-        res = regenerate(a.runs, out, a.only, catalog=cat)
+        res = regenerate(a.runs, out, a.only, catalog=cat, formats=a.formats)
     except ValueError as e:
         return fail(p.prog, e)
     if not a.quiet:
