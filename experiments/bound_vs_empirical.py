@@ -63,7 +63,7 @@ from theory.constants import delta_c_delta, eps_b_delta
 from theory.alignment_gram import cka_gram
 
 from . import measure as ms
-from .checkpoint import config_diff
+from runio.checkpoint import config_diff
 from .config import RunConfig, parse_cli
 from .data import ImageDataset, class_subset, fixed_subset, load_dataset
 from .run_record import (
@@ -541,7 +541,7 @@ def _evaluate(s: _Setup, state: dict, epoch: int, step: int, theory_gen: torch.G
         state["model_rows"].append(mrow)
     # -- theory on the network
     if cfg.theory and heavy:
-        state["theory_rows"].append(_theory(s, state, base, eta, theory_gen))
+        state["theory_rows"].append(_network_theory_row(s, state, base, eta, theory_gen))
     # -- surrogate
     if s.surrogate is not None:
         state["surrogate_rows"].extend(_surrogate_eval(s, state, base, eta, theory_gen, heavy))
@@ -571,7 +571,7 @@ def _flat_diff(a: dict[str, Tensor], b: dict[str, Tensor], names: list[str]) -> 
     return torch.cat([(a[n].to("cpu", torch.float64) - b[n].to("cpu", torch.float64)).reshape(-1) for n in names])
 
 
-def _theory(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: torch.Generator) -> dict[str, Any]:
+def _network_theory_row(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: torch.Generator) -> dict[str, Any]:
     cfg, tr = s.cfg, s.trainer
     cl = s.contrastive
     if state["last_batch"] is None:  # before the first step: the reference batch
@@ -650,7 +650,7 @@ def _surrogate_eval(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: to
                "net_vs_sur_fro": float(torch.linalg.matrix_norm(S_net - sig_sur)),
                "net_move_fro": float(torch.linalg.matrix_norm(S_net - sur.sigma0)),
                "sur_move_fro": float(torch.linalg.matrix_norm(sig_sur - sur.sigma0)),
-               "cka_net_sur": _safe(cka_gram, S_net, sig_sur),
+               "cka_net_sur": _cka_gram_or_none(S_net, sig_sur),
                "L_hat": sur.L_hat.get(n), "C_sigma": C_sigma, "M_hat": M_sigma}
         xi = np.asarray(state["xi"][n][: eta.size], dtype=np.float64)
         if missing:
@@ -671,14 +671,15 @@ def _surrogate_eval(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen: to
                  "thm1_bound": d_paper, "thm1_bound_sharp": d_sharp, "max_row_mult": m_max,
                  "thm1_premise_m1": m_max == 1,
                  "thm1_holds_surrogate": None if d_paper is None else bool(drift_sur <= d_paper),
-                 "cka_sur": _safe(cka_gram, sur.sigma_cl, sur.sigma_ns),
-                 "cka_net_items": _safe(cka_gram, sig_net[s.contrastive], sig_net["NSCL"])})
+                 "cka_sur": _cka_gram_or_none(sur.sigma_cl, sur.sigma_ns),
+                 "cka_net_items": _cka_gram_or_none(sig_net[s.contrastive], sig_net["NSCL"])})
     return rows
 
 
-def _safe(fn, *a) -> float | None:
+def _cka_gram_or_none(S1: Tensor, S2: Tensor) -> float | None:
+    """cka_gram of two N x N similarity matrices, None where it is undefined (a zero-variance input raises)."""
     try:
-        return float(fn(*a))
+        return float(cka_gram(S1, S2))
     except ValueError:
         return None
 
