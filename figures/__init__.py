@@ -3,8 +3,9 @@
 ``python -m figures [--only NAME ...] [--runs DIR ...] [--out DIR] [--formats png pdf]`` searches the ``--runs``
 directories (default ``./runs``) recursively for result directories, recognised by their ``config.json``
 (figures.discover: encoder runs of ``experiments.bound_vs_empirical`` / ``experiments.sweep``, Sigma-space runs of
-``simulate.sigma_descent`` / ``simulate.sweep``), groups them by config values and writes every figure the runs support. A figure whose
-inputs are missing is skipped with ONE line naming the sweep config to run; nothing is drawn empty.
+``simulate.sigma_descent`` / ``simulate.sweep``), groups them by config values and writes every figure the runs
+support. A figure whose inputs are missing is skipped with ONE line naming the sweep config to run; nothing is
+drawn empty.
 
 One module per figure or table (each ``make(catalog, output) -> paths``):
 
