@@ -55,7 +55,7 @@ from theory.constants import check_positive_int
 from theory.losses import contrastive_loss, contrastive_masks, masked_contrastive_loss
 
 from . import distributed as ddp
-from .checkpoint import atomic_write_json, config_diff, load_checkpoint, save_checkpoint
+from runio.checkpoint import atomic_write_json, config_diff, load_checkpoint, save_checkpoint
 from .data import ImageDataset, noisy_labels
 from .input_digest import InputDigest, dataset_fingerprint
 from .models import SimCLRModel, build_simclr_model

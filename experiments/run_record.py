@@ -4,7 +4,7 @@ A run directory ``out`` holds, besides the result files:
 
 * ``status.json``: ``{"state": "running"}`` from the start, ``{"state": "done"}`` written LAST, after every
   result file (so ``done`` means complete, whatever killed a process before);
-* ``ckpt.pt``: the latest checkpoint (atomic, integrity-checked, :mod:`experiments.checkpoint`) holding
+* ``ckpt.pt``: the latest checkpoint (atomic, integrity-checked, :mod:`runio.checkpoint`) holding
   everything a resumed run needs to write the same bytes as an uninterrupted one: the lockstep trainer's state
   (weights, optimisers, order / augmentation generators, process RNG, digests, history), the measurement
   generator, the result rows so far (as JSON text: floats round-trip exactly, NaN / inf included), the previous
@@ -27,7 +27,7 @@ import torch
 
 from runio import read_json, write_json
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from runio.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "CKPT_NAME",
