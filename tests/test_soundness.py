@@ -179,3 +179,22 @@ def test_encoder_overlay_sharp_bound_carries_row_multiplicity():
     assert dup == pytest.approx(bd.thm1_unrolled_multiplicity(eta, bd.lem6_l2_sharp(s.Delta), B, tau,
                                                               [1, 2, 1, 1, 1], [B, B + 2, B, B, B]), rel=1e-12)
     assert dup > sharp
+
+
+def test_vacuous_certificate_reads_vacuous_and_nscl_box_reported():
+    from simulate.config import SigmaConfig
+    from simulate.report import format_verdict_table
+    from simulate.run import run_sigma_descent
+
+    # no replacement (m = 1: the paper's premise holds), tau = 0.5: Delta ~ 1e2, Eq. 2's CKA bound is <= 0
+    cfg = SigmaConfig(n=40, classes=4, batch_size=16, tau=0.5, eta=2.0, steps=3, replacement=False, eval_every=0,
+                      plot=False, lemma5_trials=0, embed_dim=8)
+    res = run_sigma_descent(cfg, None, quiet=True)
+    c = res.checks["Cor1"]
+    assert c["evaluated"] >= 1 and c["holds"] is True and c["vacuous"] is True and c["max_lower_bound"] <= 0
+    assert res.checks["Cor1_meas_sharp"]["vacuous"] is False  # a measured-drift certificate is informative
+    table = format_verdict_table(res.checks)
+    assert "| Cor1 |" in table and "| vacuous |" in table.split("| Cor1 |")[1].split("\n")[0]
+    ev = res.eval_rows[-1]
+    assert ev["max_abs_sigma_ns"] == pytest.approx(float(res.sigma_ns.abs().max()))
+    assert res.checks["Thm1"]["evaluated"] == 3 and res.checks["Thm1_mult"]["evaluated"] == 3
