@@ -43,6 +43,7 @@ from typing import Any, Sequence
 
 from runio import read_csv, read_json, write_csv, write_json
 from runio.cli import OneLineParser, fail
+from runio.outdir import check_out_dir
 
 from .sweep_run import POINT_FILE, STATUS_FILE, run_status
 from .sweep_spec import GridPoint, SweepSpec, expand_grid, load_sweep, parse_shard, select_shard
@@ -274,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = load_sweep(args.config)
         if args.out:
             spec.out = args.out
+        check_out_dir(spec.out)  # a file or a path below a file: one line, nothing written
         if args.jobs is not None and args.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1, got --jobs={args.jobs}")
         shard = parse_shard(args.shard) if args.shard else None

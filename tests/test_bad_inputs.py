@@ -270,8 +270,10 @@ def test_train_without_out_is_one_line(env, capsys):
     assert "--out" in check_cli(main, "python -m experiments.train", ["--arch", "mlp"], env, capsys)
 
 
+_SMALL = str(Path(__file__).resolve().parent.parent / "configs" / "small" / "blog_fig6_cka_rsa.toml")
 XSWEEP_CASES = [["{fx}/missing.toml"], ["--bogus", "x"], ["{fx}/bad.toml"], ["{fx}/unknown.toml"],
-                ["{fx}/bad.toml", "--jobs", "x"]]
+                ["{fx}/bad.toml", "--jobs", "x"], [_SMALL, "--out", "{fx}/afile"], [_SMALL, "--out", "{fx}/afile/x"],
+                [_SMALL, "--jobs", "0", "--out", "{work}/s"], [_SMALL, "--shard", "3/2", "--out", "{work}/s"]]
 
 
 @pytest.mark.parametrize("argv", XSWEEP_CASES, ids=[" ".join(a) for a in XSWEEP_CASES])
