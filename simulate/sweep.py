@@ -31,7 +31,19 @@ from runio import as_float, read_csv, write_csv, write_json
 from runio.cli import OneLineParser, fail, parse_with_config, record
 from runio.outdir import OutDirLock
 
-from .config import DIAG_MODES, PROJECTIONS, SIGMA_MODES, VIEWS, SigmaConfig
+from theory.constants import check_positive_int
+
+from .config import (
+    DIAG_MODES,
+    PROJECTIONS,
+    SIGMA_MODES,
+    VIEWS,
+    NonFiniteError,
+    SigmaConfig,
+    derive_seeds,
+    validate_config,
+)
+from .run import run_sigma_descent
 
 __all__ = [
     "AXES",
@@ -110,10 +122,6 @@ def make_tasks(
     The seed gives (init_seed, batch_seed, aug_seed) via ``simulate.config.derive_seeds``; ``base`` holds the fixed
     SigmaConfig fields (steps, delta, sigma, ...). Every config is validated (ValueError, one line).
     """
-    from theory.constants import check_positive_int
-
-    from .config import SigmaConfig, derive_seeds, validate_config
-
     n_per_class = check_positive_int("n_per_class", n_per_class)
     base = dict(base or {})
     bad = sorted(set(base) & {"classes", "tau", "batch_size", "eta", "n", "init_seed", "batch_seed", "aug_seed"})
@@ -150,9 +158,6 @@ def _worker_init() -> None:
 
 def run_one(task: dict, runs_dir: str | None) -> dict:
     """Run one grid point and return its CSV row (never raises for a diverging run: ``aborted`` is set)."""
-    from .config import NonFiniteError, SigmaConfig
-    from .run import run_sigma_descent
-
     cfg = SigmaConfig.from_dict(task["config"])
     out = None if runs_dir is None else Path(runs_dir) / task["run_id"]
     row: dict = {"run_id": task["run_id"], **task["axes"]}
