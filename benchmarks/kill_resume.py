@@ -157,13 +157,26 @@ def workload(name: str, module: str, args: list[str], ckpt: str, always_resume: 
             cmd = base + ["--out", str(out)] + (["--resume"] if resume else [])
             resumes += resume
             kill = k_trial < max_kills_per_trial and kills < kills_wanted
-            state, _ = run(cmd, float(rng.uniform(0.2, 1.0)) * wall if kill else None)
+            try:
+                state, _ = run(cmd, float(rng.uniform(0.2, 1.0)) * wall if kill else None)
+            except RuntimeError as e:  # a restart that fails is a failed trial (reported), not the end
+                state = "failed"
+                failures.append({"trial": trials, "error": str(e)[-300:], "after_kills": k_trial})
+                print(f"{name} trial {trials}: restart after {k_trial} kill(s) FAILED: {str(e)[-300:]}")
+                keep = work / f"{name}_failed{trials}"
+                if out.exists():
+                    shutil.copytree(out, keep)
             started = True
+            if state == "failed":
+                break
             if state == "done":
                 break
             kills += 1
             k_trial += 1
             stale_tmp += sum(1 for p in out.rglob("*.tmp")) if out.exists() else 0
+        if state == "failed":
+            shutil.rmtree(out, ignore_errors=True)
+            continue
         diff = compare(ref, out)
         left = leftovers(out)
         ok = not diff and not left
