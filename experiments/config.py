@@ -118,6 +118,7 @@ class RunConfig:
     out: str = "runs/bound_vs_empirical"
     checkpoint_every: int = 1
     save_weights: bool | None = None
+    figures: bool = True
     quiet: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -284,6 +285,7 @@ _KINDS: dict[str, str] = {
     "fd_rel": "float", "theory_seed": "int", "surrogate": "bool", "surrogate_constants": "bool",
     "lp_iters": "int", "lp_l2": "float", "out": "str", "quiet": "bool", "label_noise": "float",
     "label_noise_seed": "int", "checkpoint_every": "int", "save_weights": "optbool",
+    "figures": "bool",
 }
 
 
@@ -427,12 +429,28 @@ def build_parser(prog: str = "python -m experiments.bound_vs_empirical") -> argp
     g.add_argument("--out", help=f"output directory ({d.out})")
     g.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
                    help=f"epochs between checkpoints (out/ckpt.pt; 0 = none) ({d.checkpoint_every})")
+    _bool_flag(g, "figures", "draw alignment / theory / surrogate figures (PNG + PDF) at the end (default on)")
     _bool_flag(g, "save-weights", "write weights_init.pt / weights_final.pt (default: on for models with at most "
                "5M parameters)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
                    "(refused if the config differs; a finished run is left as it is)")
     _bool_flag(p, "quiet", "no progress bar, no table")
+    _show_defaults(p, d)
     return p
+
+
+def _show_defaults(p: argparse.ArgumentParser, d: "RunConfig") -> None:
+    """--help names every option's RunConfig default (the options default to SUPPRESS, so argparse cannot)."""
+    for a in p._actions:
+        if not a.option_strings or a.option_strings[0].startswith("--no-") or a.dest in ("help", "config"):
+            continue
+        try:
+            v = getattr(d, a.dest)
+        except AttributeError:
+            continue
+        shown = (" ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) or "none"
+        if a.help is None or (shown not in a.help and "default" not in a.help):
+            a.help = (f"{a.help} " if a.help else "") + f"(default: {shown})".replace("%", "%%")
 
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
