@@ -268,7 +268,7 @@ def _frob_drift(za: Tensor, zb: Tensor) -> float:
 
 
 #: RunConfig keys that may differ between a checkpoint and the run resuming it (they leave the numbers alone)
-RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights")
+RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights", "figures", "compile", "digest")
 #: result rows and scalars of a run's state that a checkpoint stores as JSON text (records_to_text)
 _RECORD_KEYS = ("eta", "metric_rows", "model_rows", "theory_rows", "gap_rows", "surrogate_rows", "G_run",
                 "beta_run", "xi", "notes", "eval_s", "hook_s", "row_mult", "row_mult_sq")
@@ -733,13 +733,14 @@ def _finish(s: _Setup, state: dict, out: Path, t_start: float) -> dict:
            "metrics": state["metric_rows"], "models": state["model_rows"], "theory": state["theory_rows"],
            "surrogate": state["surrogate_rows"], "final": final_rows,
            "train_wall_s": time.perf_counter() - t_start}
-    from . import plot
+    if cfg.figures:
+        from . import plot
 
-    plot.plot_alignment_run(state["metric_rows"], out / "alignment", contrastive=s.contrastive)
-    if state["theory_rows"]:
-        plot.plot_theory_run(state["theory_rows"], out / "theory")
-    if state["surrogate_rows"]:
-        plot.plot_surrogate_run(state["surrogate_rows"], out / "surrogate")
+        plot.plot_alignment_run(state["metric_rows"], out / "alignment", contrastive=s.contrastive)
+        if state["theory_rows"]:
+            plot.plot_theory_run(state["theory_rows"], out / "theory")
+        if state["surrogate_rows"]:
+            plot.plot_surrogate_run(state["surrogate_rows"], out / "surrogate")
     doc["wall_s"] = time.perf_counter() - t_start
     doc["timing"] = {"run_s": doc["wall_s"], "evaluations_s": state["eval_s"], "step_hooks_s": state["hook_s"],
                      "training_s": doc["train_wall_s"] - state["eval_s"] - state["hook_s"],

@@ -25,7 +25,7 @@ ARGS = ["--arch", "mlp", "--width", "0.05", "--proj-hidden", "8", "--proj-dim", 
         "--classes", "3", "--n-per-class", "16", "--test-per-class", "4", "--ref-train", "12", "--ref-test", "9",
         "--ref-batch", "6", "--batch-size", "16", "--delta", "0.5", "--epochs", "3", "--eval-every", "2",
         "--theory-evals", "3", "--g-pairs", "2", "--lp-iters", "5", "--losses", "CL", "NSCL", "SCL", "CE",
-        "--surrogate", "--anchors", "first", "--quiet", "--save-weights", "--momentum", "0.5"]
+        "--surrogate", "--anchors", "first", "--quiet", "--save-weights", "--momentum", "0.5", "--no-figures"]
 TIMING_KEYS = ("wall_s", "train_wall_s", "timing")
 
 
@@ -147,3 +147,17 @@ def test_weights_files_and_epoch_column(reference):
     with open(reference / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {(int(r["epoch"]), int(r["step"])) for r in rows} == {(0, 0), (0, 2), (1, 4), (2, 6), (2, 8), (3, 9)}
+
+
+def test_figures_are_byte_identical_when_redrawn(tmp_path):
+    """PDFs carry no creation date: a resumed run redraws the same bytes (plot._save, used by every figure)."""
+    from experiments import plot
+
+    plt = plot._plt()
+    files = []
+    for d in ("a", "b"):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1, 2], [1.0, 0.5, 0.25])
+        files.append(plot._save(fig, tmp_path / d / "fig"))
+    assert [p.suffix for p in files[0]] == [".png", ".pdf"]
+    assert [p.read_bytes() for p in files[0]] == [p.read_bytes() for p in files[1]]

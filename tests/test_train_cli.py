@@ -67,14 +67,13 @@ def test_sigterm_while_the_trainer_is_built_checkpoints_after_one_step(tmp_path,
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
 
 
-def test_redirected_stderr_gets_one_line_per_epoch_and_label_noise_is_recorded(tmp_path):
+def test_redirected_stderr_gets_one_line_per_epoch_and_label_noise_is_recorded(tmp_path, capsys, one_thread):
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "experiments.train", *TINY, "--out", str(out), "--label-noise", "1",
-                        "--label-noise-seed", "3"], cwd=REPO, capture_output=True, text=True, timeout=300, env=ENV)
-    assert r.returncode == 0, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2 and all(ln.startswith("lockstep: step ") for ln in lines), r.stderr  # 2 epochs, no bar
-    assert "\r" not in r.stderr
+    assert T.main([*TINY, "--out", str(out), "--label-noise", "1", "--label-noise-seed", "3"]) == 0
+    err = capsys.readouterr().err  # captured: not a terminal
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(ln.startswith("lockstep: step ") for ln in lines), err  # 2 epochs, no bar
+    assert "\r" not in err
     man = json.loads((out / "manifest.json").read_text())
     assert man["config"]["label_noise"] == 1.0 and man["config"]["label_noise_seed"] == 3
     assert man["label_noise"]["changed"] > 0
