@@ -146,8 +146,9 @@ CLAIMS: dict[str, dict] = {
                                 "gamma_s = kappa eta_s sqrt(q_s) Delta'/(tau B) (realised multiplicities)",
                       premise="Cor. 3 event and bounded logits at every step so far (duplicates allowed)", note=""),
     "Thm1_gap": dict(paper="Thm. 1 with the measured Lem. 8 term (A)", kind="le", unit="step",
-                     statement="D_t <= recurrence with injection eta_s ||G^CL(S^CL) - G^NSCL(S^CL)||_F (measured, no Delta)",
-                     premise="none (deterministic; needs only the Lipschitz step)", note=""),
+                     statement="D_t <= recurrence (1 + eta_s kappa m_s/(2 tau^2 B)) D_s + eta_s ||G^CL(S^CL) - "
+                               "G^NSCL(S^CL)||_F (measured injection, no Delta; realised row multiplicity m_s)",
+                     premise="none (deterministic; the Lipschitz step of Lem. 2 with the row multiplicity)", note=""),
     "Thm2": dict(paper="Thm. 2", kind="le", unit="-", statement="parameter drift bound", premise="-", note=_NA_SIGMA),
     "Cor1": dict(paper="Cor. 1", kind="cert", unit="eval point",
                  statement="CKA_t >= (1 - rho)/(1 + rho), rho = Thm1 bound / ||K^CL||_F", premise="as Thm1", note=""),

@@ -150,7 +150,9 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
     if suite is not None:
         # the checks run in float64 on the CPU (their tolerances are float64 rounding): the step recomputed there
         info = suite.evaluate_step(st.float64_cpu(), t, eta_t, drift_t, state.drift, batch, lab.cpu())
-        state.gap_bound = (1.0 + eta_t * ctx.consts["lipschitz"]) * state.gap_bound + eta_t * info["gap_A"]
+        # Lipschitz step with the realised row multiplicity, kappa m/(2 tau^2 B) (= 1/(2 tau^2 B) when every anchor
+        # has its own row and Sigma is ordered; theory.bounds.thm1_unrolled_multiplicity)
+        state.gap_bound = (1.0 + eta_t * info["mult_alpha"]) * state.gap_bound + eta_t * info["gap_A"]
         state.premise_all = state.premise_all and info["premise_step"]
         suite.evaluate_trajectory(t + 1, state.drift, row["bound_thm1_closed"], row["bound_thm1_unrolled"],
                                   state.gap_bound, state.premise_all)

@@ -198,3 +198,19 @@ def test_vacuous_certificate_reads_vacuous_and_nscl_box_reported():
     ev = res.eval_rows[-1]
     assert ev["max_abs_sigma_ns"] == pytest.approx(float(res.sigma_ns.abs().max()))
     assert res.checks["Thm1"]["evaluated"] == 3 and res.checks["Thm1_mult"]["evaluated"] == 3
+
+
+def test_thm1_gap_recurrence_uses_row_multiplicity():
+    from simulate.config import SigmaConfig
+    from simulate.run import run_sigma_descent
+
+    cfg = SigmaConfig(**{**FOUND, "steps": 4}, eval_every=0, plot=False, lemma5_trials=0)
+    res = run_sigma_descent(cfg, None, quiet=True)
+    B, tau = cfg.batch_size, cfg.tau
+    d = 0.0
+    for r in res.step_rows:  # replay: D <- (1 + eta m/(2 tau^2 B)) D + eta ||term (A)||
+        assert r["row_mult_max"] > 1  # shared rows on every step
+        d = (1 + r["eta"] * r["row_mult_max"] / (2 * tau * tau * B)) * d + r["eta"] * r["gap_A"]
+        assert r["bound_thm1_gap"] == pytest.approx(d, rel=1e-12)
+        assert r["drift_fro"] <= d * (1 + 1e-12)
+    assert res.checks["Thm1_gap"]["holds"] is True
