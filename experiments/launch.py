@@ -182,11 +182,9 @@ def _last_error(log: Path) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # submitit
 def submitit_available() -> bool:
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("submitit") is not None
 
 
 def _submitit_entry(run_dir: str, nproc_per_node: int) -> dict:

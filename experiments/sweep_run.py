@@ -97,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sweep_run: error: expected one argument RUN_DIR", file=sys.stderr)
         return 2
     try:
-        from . import bound_vs_empirical as bve  # noqa: F401  (import errors are not "bad input")
-
         rec = run_point(args[0])
     except ValueError as e:
         print(f"sweep_run: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -273,18 +270,14 @@ def test_folder_dataset_needs_cost_hints(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------
 # CLI
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def test_cli_dry_run_and_bad_input(tmp_path):
+def test_cli_dry_run(tmp_path, capsys):
     f = tmp_path / "s.toml"
     f.write_text('[sweep]\nout = "%s"\n[base]\ndataset = "synthetic"\n[grid]\ntau = [0.1, 0.5]\n'
                  'batch_size = [32, 64]\n' % (tmp_path / "o"))
-    r = _cli(str(f), "--dry-run", "--shard", "1/2")
-    assert r.returncode == 0, r.stderr
-    assert "2 runs" in r.stdout and "tau-0p1__B-64" in r.stdout and "FLOP-based" in r.stdout
+    assert sweep.main([str(f), "--dry-run", "--shard", "1/2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs" in out and "tau-0p1__B-64" in out and "tau-0p5__B-64" in out and "FLOP-based" in out
+    assert "tau-0p1__B-32" not in out  # shard 1/2 keeps points 1 and 3
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
 
 
