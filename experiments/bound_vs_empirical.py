@@ -354,11 +354,9 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
     resume=True: see :func:`check_resume`; a finished run is not repeated (its metrics.json is returned), a
     checkpoint is continued so that every result file equals an uninterrupted run's (timings aside), and with
     no checkpoint the run starts from step 0. Checkpoints: ``cfg.out/ckpt.pt`` every ``cfg.checkpoint_every``
-    epochs and on SIGINT / SIGTERM (then :class:`experiments.train.TrainingInterrupted` propagates).
+    epochs and on SIGINT / SIGTERM (then the trainer's TrainingInterrupted propagates).
     ``status.json`` reads "running" until every file is written, then "done" (:func:`run_status`).
     """
-    from .lockstep import TrainingInterrupted
-
     t_start = time.perf_counter()
     out = Path(cfg.out)
     mode = check_resume(cfg) if resume else "fresh"
@@ -446,8 +444,8 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
         every = cfg.checkpoint_every * tr.steps_per_epoch
         ckpt_steps = set(range(every, s.T + 1, every))
 
-    def checkpoint() -> None:
-        save_run_checkpoint(ckpt_path, _checkpoint_payload(s, state, theory_gen))
+    def checkpoint() -> Path:
+        return save_run_checkpoint(ckpt_path, _checkpoint_payload(s, state, theory_gen))
 
     def on_step_then_checkpoint(trainer, t: int, idx: Tensor, views: Tensor) -> None:
         on_step(trainer, t, idx, views)
@@ -469,14 +467,10 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
         if _wants_weights(cfg, s):
             save_weights(out / WEIGHTS_INIT, tr.models)
     if tr.step < s.T:  # a checkpoint at the last step: only the files are left to write
-        try:
-            tr.fit(on_step=on_step_then_checkpoint, on_eval=on_eval, eval_every=s.eval_every)
-        except TrainingInterrupted:  # the interrupted step and its hooks are complete: a consistent state
-            checkpoint()
-            if not cfg.quiet:
-                print(f"bound_vs_empirical: checkpoint saved to {ckpt_path}; continue with --resume",
-                      file=sys.stderr, flush=True)
-            raise
+        # SIGINT / SIGTERM: after the interrupted step and its hooks (a consistent state) ``checkpoint`` runs,
+        # then TrainingInterrupted (exit status 128 + signal) propagates; continue with --resume
+        tr.fit(on_step=on_step_then_checkpoint, on_eval=on_eval, eval_every=s.eval_every,
+               on_interrupt=checkpoint)
     doc = _finish(s, state, out, t_start)
     if _wants_weights(cfg, s):
         save_weights(out / WEIGHTS_FINAL, tr.models)

@@ -491,7 +491,7 @@ class LockstepTrainer:
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def fit(self, on_step: OnStep | None = None, on_eval: OnEval | None = None, eval_every: int = 0,
-            max_steps: int | None = None) -> None:
+            max_steps: int | None = None, on_interrupt: Callable[[], Path] | None = None) -> None:
         """Train until ``total_steps`` (or until ``max_steps`` completed steps, a global count).
 
         on_step(trainer, t, batch_indices (B,) long CPU, views (2B, C, H, W)) after each shared step t (0-based;
@@ -500,7 +500,8 @@ class LockstepTrainer:
         before the first step of a fresh run and every ``eval_every`` steps (if eval_every > 0), and at the end.
         A checkpoint goes to ``out_dir/ckpt.pt`` every ``ckpt_every`` epochs and at the end (if out_dir is set).
         SIGINT / SIGTERM: the current step finishes, the checkpoint is saved, :class:`TrainingInterrupted` is
-        raised (a second signal interrupts at once). A NaN/inf loss raises :class:`TrainingDiverged`.
+        raised (a second signal interrupts at once); ``on_interrupt()`` (if given) saves the caller's own
+        checkpoint instead and returns its path. A NaN/inf loss raises :class:`TrainingDiverged`.
         """
         if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
             raise ValueError(f"eval_every must be an integer >= 0, got eval_every={eval_every!r}")
@@ -540,7 +541,7 @@ class LockstepTrainer:
                         and self.step < self.total_steps):
                     self.save_checkpoint(out / CKPT_NAME)
                 if self._stop_requested():
-                    self._interrupt(out)
+                    self._interrupt(out, on_interrupt)
             if on_eval is not None and last_eval != self.step:
                 on_eval(self, self.step // self.steps_per_epoch, self.step)
             if out is not None and self.step == self.total_steps:
@@ -564,11 +565,15 @@ class LockstepTrainer:
                 self._stop_signal = flag
         return flag != 0
 
-    def _interrupt(self, out: Path | None) -> None:
+    def _interrupt(self, out: Path | None, on_interrupt: Callable[[], Path] | None = None) -> None:
         signum = int(self._stop_signal or signal.SIGINT)
         name = _signal_name(signum)
         self.interrupted = name
-        if out is not None:
+        if on_interrupt is not None:
+            path = on_interrupt()
+            msg = f"{name} received: stopped after step {self.step} (epoch {self.step // self.steps_per_epoch}); " \
+                  f"checkpoint saved to {path}"
+        elif out is not None:
             path = self.save_checkpoint(out / CKPT_NAME)
             msg = f"{name} received: stopped after step {self.step} (epoch {self.step // self.steps_per_epoch}); " \
                   f"checkpoint saved to {path}; resume with LockstepTrainer.resume({str(path)!r}, train_set)"
