@@ -63,29 +63,30 @@ from theory.constants import delta_c_delta, eps_b_delta
 from theory.alignment_gram import cka_gram
 
 from . import measure as ms
-from runio.checkpoint import config_diff
 from .config import RunConfig, parse_cli
 from .data import ImageDataset, class_subset, fixed_subset, load_dataset
 from .run_record import (
     CKPT_NAME,
+    RESUME_MUTABLE_KEYS,
     STATUS_NAME,
     WEIGHTS_FINAL,
     WEIGHTS_INIT,
+    check_resume,
+    checkpoint_payload,
     load_run_checkpoint,
-    records_from_text,
-    records_to_text,
+    restore_run,
     run_status,
     save_run_checkpoint,
     save_weights,
+    wants_weights,
     write_status,
 )
+from .sigma_surrogate import MAX_SURROGATE_ITEMS, SigmaSurrogate
 
 __all__ = ["run_experiment", "run_status", "check_resume", "RESUME_MUTABLE_KEYS", "prepare", "load_data", "format_table", "write_csv", "write_json", "main", "THM1_NOTE",
            "MAX_SURROGATE_ITEMS"]
 
 THM1_NOTE = "Thm 1 is proved for the Σ-space surrogate, not for the network"
-#: the surrogate holds dense (2N)^2 float64 matrices (two runs + the networks' Sigma); keep them small
-MAX_SURROGATE_ITEMS = 4096
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -158,75 +159,7 @@ class _Setup:
         self.ref_labels = rb.labels.clone()
         self.thm2_exact = (cfg.optimizer == "sgd" and cfg.momentum == 0 and cfg.weight_decay == 0
                            and cfg.grad_clip == 0)
-        self.surrogate = _Surrogate(self) if cfg.surrogate else None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Sigma-space surrogate alongside the network (App. C)
-class _Surrogate:
-    """Coupled CL / NSCL Sigma-space descent (simulate.step, Eq. 1) on the training set's items.
-
-    Items: every training image j with two view slots v in {0, 1}: fixed augmentations drawn once
-    (theory_seed); item (j, v) = 2 j + v. Sigma_0 = cosine Gram of the initial encoder's projections of the items
-    (CL and NSCL start identical). Step t uses the trainer's batch indices and step size eta_t; the ordered pair
-    of view slots per batch position is drawn from its own generator (as simulate.batches.draw_batch). Anchors:
-    the paper's B anchors, loss CL (positive in the denominator) vs NSCL, ordered Sigma coordinates.
-    """
-
-    def __init__(self, s: _Setup) -> None:
-        cfg, tr = s.cfg, s.trainer
-        N = len(s.train)
-        self.M = 2 * N
-        if self.M > MAX_SURROGATE_ITEMS:
-            raise ValueError(f"--surrogate keeps dense (2N)^2 matrices: needs 2 x (training set size) <= "
-                             f"{MAX_SURROGATE_ITEMS}, got 2 x {N} = {self.M} (use --n-per-class / --classes)")
-        g = torch.Generator().manual_seed(cfg.theory_seed + 7)
-        v0 = tr.augment(s.train.images, g)
-        v1 = tr.augment(s.train.images, g)
-        self.items = torch.stack([v0, v1], 1).reshape(self.M, *v0.shape[1:]).float()
-        self.item_labels = s.train.labels.cpu().repeat_interleave(2)
-        self.orient_gen = torch.Generator().manual_seed(cfg.theory_seed + 11)
-        _, z0 = tr.embed(s.contrastive, self.items)
-        self.sigma0 = ms.cosine_gram(z0)
-        self.sigma_cl = self.sigma0.clone()
-        self.sigma_ns = self.sigma0.clone()
-        self.tau = cfg.tau
-        self.B = s.B
-        self.g_norms: dict[str, list[float]] = {"CL": [], "NSCL": []}
-        # subset of items on which L_Sigma and M_Sigma are estimated (a sub-block of Sigma: lower estimates)
-        sub = torch.randperm(self.M, generator=torch.Generator().manual_seed(cfg.theory_seed + 13))[:64]
-        self.sub_items = self.items[sub.sort().values]
-        self.L_hat: dict[str, float] = {}
-        self.M_hat: dict[str, float] = {}
-        self.remainders: list[dict] = []
-
-    def step(self, idx: Tensor, eta: float) -> None:
-        from simulate.layout import build_layout
-        from simulate.step import apply_step, compute_step
-
-        idx = idx.cpu()
-        B = idx.shape[0]
-        a = torch.randint(2, (B,), generator=self.orient_gen)
-        rows = 2 * idx + a
-        cols = torch.cat([rows, 2 * idx + (1 - a)])
-        geom = build_layout(rows, cols, self.item_labels[rows], self.item_labels[cols], self.M, False)
-        st = compute_step(self.sigma_cl, self.sigma_ns, geom, self.tau)
-        self.g_norms["CL"].append(float(torch.linalg.matrix_norm(st.U_cl)))
-        self.g_norms["NSCL"].append(float(torch.linalg.matrix_norm(st.U_ns)))
-        apply_step(self.sigma_cl, self.sigma_ns, st, float(eta), False)
-
-    def constants(self, name: str) -> tuple[float | None, float | None, list[str]]:
-        """(C_Sigma, M_Sigma, missing): C_Sigma = max(L^2 - 1, 1) (J J^T is singular: the diagonal of Sigma(w) is
-        constant, so lambda_min(P) = 0 and ||P - I||_2 = max(lambda_max - 1, 1))."""
-        missing = []
-        L = self.L_hat.get(name)
-        Mh = self.M_hat.get(name)
-        if L is None:
-            missing.append("L_Sigma")
-        if Mh is None:
-            missing.append("M_Sigma")
-        C_sigma = None if L is None else max(L * L - 1.0, 1.0)
-        return C_sigma, Mh, missing
+        self.surrogate = SigmaSurrogate(self) if cfg.surrogate else None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -265,86 +198,6 @@ def _frob_drift(za: Tensor, zb: Tensor) -> float:
     sq = (float(torch.linalg.matrix_norm(U.T @ U)) ** 2 + float(torch.linalg.matrix_norm(V.T @ V)) ** 2
           - 2.0 * float(torch.linalg.matrix_norm(U.T @ V)) ** 2)
     return math.sqrt(max(sq, 0.0))
-
-
-#: RunConfig keys that may differ between a checkpoint and the run resuming it (they leave the numbers alone)
-RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights", "figures", "compile", "digest")
-#: result rows and scalars of a run's state that a checkpoint stores as JSON text (records_to_text)
-_RECORD_KEYS = ("eta", "metric_rows", "model_rows", "theory_rows", "gap_rows", "surrogate_rows", "G_run",
-                "beta_run", "xi", "notes", "eval_s", "hook_s", "row_mult", "row_mult_sq")
-#: models up to this many parameters get weights_init.pt / weights_final.pt when save_weights is None (auto)
-SAVE_WEIGHTS_MAX_PARAMS = 5_000_000
-
-
-def check_resume(cfg: RunConfig) -> str:
-    """What ``run_experiment(cfg, resume=True)`` will do: "done" (a finished run with this config is in
-    ``cfg.out``: nothing to do), "resume" (continue from ``cfg.out/ckpt.pt``) or "fresh" (no checkpoint there:
-    start from step 0). A checkpoint or finished run written with a different config raises a one-line
-    ValueError naming the differing keys (and nothing in ``cfg.out`` is touched)."""
-    out = Path(cfg.out)
-    status = run_status(out)
-    if status == "done":
-        saved = read_json(out / "config.json").get("config", {})
-        _check_same_config(cfg, saved, f"finished run in {str(out)!r}")
-        return "done"
-    ckpt = out / CKPT_NAME
-    if status == "partial" and ckpt.is_file():
-        _check_same_config(cfg, load_run_checkpoint(ckpt)["config"], f"checkpoint {str(ckpt)!r}")
-        return "resume"
-    return "fresh"
-
-
-def _check_same_config(cfg: RunConfig, saved: dict, where: str) -> None:
-    # a record written before a key existed compares as the default (old records stay resumable)
-    saved = {**RunConfig().to_dict(), **saved}
-    new = cfg.to_dict()
-    diff = config_diff(new, saved, ignore=RESUME_MUTABLE_KEYS)
-    if diff:
-        parts = [f"{k}: saved {saved.get(k, '<missing>')!r}, given {new.get(k, '<missing>')!r}" for k in diff]
-        raise ValueError(f"cannot resume: {where} was written with a different config ({'; '.join(parts)})")
-
-
-def _wants_weights(cfg: RunConfig, s: "_Setup") -> bool:
-    if cfg.save_weights is not None:
-        return cfg.save_weights
-    n = max(sum(p.numel() for p in m.parameters()) for m in s.trainer.models.values())
-    return n <= SAVE_WEIGHTS_MAX_PARAMS
-
-
-def _checkpoint_payload(s: "_Setup", state: dict, theory_gen: torch.Generator) -> dict[str, Any]:
-    sur = s.surrogate
-    sur_state = None
-    if sur is not None:
-        sur_state = {"sigma_cl": sur.sigma_cl, "sigma_ns": sur.sigma_ns, "orient_gen": sur.orient_gen.get_state(),
-                     "records": records_to_text({"g_norms": sur.g_norms, "L_hat": sur.L_hat, "M_hat": sur.M_hat,
-                                                 "remainders": sur.remainders})}
-    lb = state.get("last_batch")
-    return {"config": s.cfg.to_dict(), "step": s.trainer.step, "trainer": s.trainer.state_dict(),
-            "theory_gen": theory_gen.get_state(), "records": records_to_text({k: state[k] for k in _RECORD_KEYS}),
-            "prev": state["prev"], "step_dir": state.get("step_dir"),
-            "last_batch": None if lb is None else list(lb), "surrogate": sur_state}
-
-
-def _restore(s: "_Setup", state: dict, theory_gen: torch.Generator, ck: dict, path: Path) -> None:
-    tr = s.trainer
-    tr.load_state_dict(ck["trainer"], strict_config=False)
-    torch.set_rng_state(ck["trainer"]["cpu_rng"])
-    if tr.on_cuda and ck["trainer"].get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(ck["trainer"]["cuda_rng"], tr.device)
-    prev = ck["trainer"].get("manifest", {}).get("resumed_from") or []
-    tr.manifest["resumed_from"] = list(prev) + [{"path": str(path), "step": tr.step}]
-    theory_gen.set_state(ck["theory_gen"])
-    state.update(records_from_text(ck["records"]))
-    state["prev"] = ck["prev"]
-    state["step_dir"] = ck["step_dir"]
-    state["last_batch"] = None if ck["last_batch"] is None else tuple(ck["last_batch"])
-    sur = s.surrogate
-    if sur is not None:
-        ss = ck["surrogate"]
-        sur.sigma_cl, sur.sigma_ns = ss["sigma_cl"], ss["sigma_ns"]
-        sur.orient_gen.set_state(ss["orient_gen"])
-        rec = records_from_text(ss["records"])
-        sur.g_norms, sur.L_hat, sur.M_hat, sur.remainders = rec["g_norms"], rec["L_hat"], rec["M_hat"], rec["remainders"]
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = None) -> dict[str, Any]:
@@ -445,7 +298,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
         ckpt_steps = set(range(every, s.T + 1, every))
 
     def checkpoint() -> Path:
-        return save_run_checkpoint(ckpt_path, _checkpoint_payload(s, state, theory_gen))
+        return save_run_checkpoint(ckpt_path, checkpoint_payload(s, state, theory_gen))
 
     def on_step_then_checkpoint(trainer, t: int, idx: Tensor, views: Tensor) -> None:
         on_step(trainer, t, idx, views)
@@ -461,10 +314,10 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
             checkpoint()
 
     if ck is not None:
-        _restore(s, state, theory_gen, ck, ckpt_path)
+        restore_run(s, state, theory_gen, ck, ckpt_path)
     else:
         _write_config(s, state, out)
-        if _wants_weights(cfg, s):
+        if wants_weights(cfg, s):
             save_weights(out / WEIGHTS_INIT, tr.models)
     if tr.step < s.T:  # a checkpoint at the last step: only the files are left to write
         # SIGINT / SIGTERM: after the interrupted step and its hooks (a consistent state) ``checkpoint`` runs,
@@ -472,7 +325,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, setup: _Setup | None = 
         tr.fit(on_step=on_step_then_checkpoint, on_eval=on_eval, eval_every=s.eval_every,
                on_interrupt=checkpoint)
     doc = _finish(s, state, out, t_start)
-    if _wants_weights(cfg, s):
+    if wants_weights(cfg, s):
         save_weights(out / WEIGHTS_FINAL, tr.models)
     ckpt_path.unlink(missing_ok=True)
     write_status(out, "done")

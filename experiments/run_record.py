@@ -26,10 +26,16 @@ import numpy as np
 import torch
 
 from runio import read_json, write_json
+from runio.checkpoint import config_diff, load_checkpoint, save_checkpoint
 
-from runio.checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
 
 __all__ = [
+    "RESUME_MUTABLE_KEYS",
+    "check_resume",
+    "checkpoint_payload",
+    "restore_run",
+    "wants_weights",
     "CKPT_NAME",
     "STATUS_NAME",
     "WEIGHTS_INIT",
@@ -118,3 +124,85 @@ def save_weights(path: str | os.PathLike, models: Mapping[str, torch.nn.Module])
     """Atomically write ``{name: state_dict (CPU tensors)}`` of ``models`` to ``path``."""
     sd = {n: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for n, m in models.items()}
     return save_checkpoint(path, sd)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# resuming a bound_vs_empirical run (``s``: its experiments.bound_vs_empirical._Setup)
+#: RunConfig keys that may differ between a checkpoint and the run resuming it (they leave the numbers alone)
+RESUME_MUTABLE_KEYS = ("out", "quiet", "threads", "checkpoint_every", "save_weights", "figures", "compile", "digest")
+#: result rows and scalars of a run's state that a checkpoint stores as JSON text (records_to_text)
+RECORD_KEYS = ("eta", "metric_rows", "model_rows", "theory_rows", "gap_rows", "surrogate_rows", "G_run",
+                "beta_run", "xi", "notes", "eval_s", "hook_s", "row_mult", "row_mult_sq")
+#: models up to this many parameters get weights_init.pt / weights_final.pt when save_weights is None (auto)
+SAVE_WEIGHTS_MAX_PARAMS = 5_000_000
+
+
+def check_resume(cfg: RunConfig) -> str:
+    """What ``run_experiment(cfg, resume=True)`` will do: "done" (a finished run with this config is in
+    ``cfg.out``: nothing to do), "resume" (continue from ``cfg.out/ckpt.pt``) or "fresh" (no checkpoint there:
+    start from step 0). A checkpoint or finished run written with a different config raises a one-line
+    ValueError naming the differing keys (and nothing in ``cfg.out`` is touched)."""
+    out = Path(cfg.out)
+    status = run_status(out)
+    if status == "done":
+        saved = read_json(out / "config.json").get("config", {})
+        _check_same_config(cfg, saved, f"finished run in {str(out)!r}")
+        return "done"
+    ckpt = out / CKPT_NAME
+    if status == "partial" and ckpt.is_file():
+        _check_same_config(cfg, load_run_checkpoint(ckpt)["config"], f"checkpoint {str(ckpt)!r}")
+        return "resume"
+    return "fresh"
+
+
+def _check_same_config(cfg: RunConfig, saved: dict, where: str) -> None:
+    # a record written before a key existed compares as the default (old records stay resumable)
+    saved = {**RunConfig().to_dict(), **saved}
+    new = cfg.to_dict()
+    diff = config_diff(new, saved, ignore=RESUME_MUTABLE_KEYS)
+    if diff:
+        parts = [f"{k}: saved {saved.get(k, '<missing>')!r}, given {new.get(k, '<missing>')!r}" for k in diff]
+        raise ValueError(f"cannot resume: {where} was written with a different config ({'; '.join(parts)})")
+
+
+def wants_weights(cfg: RunConfig, s: Any) -> bool:
+    if cfg.save_weights is not None:
+        return cfg.save_weights
+    n = max(sum(p.numel() for p in m.parameters()) for m in s.trainer.models.values())
+    return n <= SAVE_WEIGHTS_MAX_PARAMS
+
+
+def checkpoint_payload(s: Any, state: dict, theory_gen: torch.Generator) -> dict[str, Any]:
+    sur = s.surrogate
+    sur_state = None
+    if sur is not None:
+        sur_state = {"sigma_cl": sur.sigma_cl, "sigma_ns": sur.sigma_ns, "orient_gen": sur.orient_gen.get_state(),
+                     "records": records_to_text({"g_norms": sur.g_norms, "L_hat": sur.L_hat, "M_hat": sur.M_hat,
+                                                 "remainders": sur.remainders})}
+    lb = state.get("last_batch")
+    return {"config": s.cfg.to_dict(), "step": s.trainer.step, "trainer": s.trainer.state_dict(),
+            "theory_gen": theory_gen.get_state(), "records": records_to_text({k: state[k] for k in RECORD_KEYS}),
+            "prev": state["prev"], "step_dir": state.get("step_dir"),
+            "last_batch": None if lb is None else list(lb), "surrogate": sur_state}
+
+
+def restore_run(s: Any, state: dict, theory_gen: torch.Generator, ck: dict, path: Path) -> None:
+    tr = s.trainer
+    tr.load_state_dict(ck["trainer"], strict_config=False)
+    torch.set_rng_state(ck["trainer"]["cpu_rng"])
+    if tr.on_cuda and ck["trainer"].get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ck["trainer"]["cuda_rng"], tr.device)
+    prev = ck["trainer"].get("manifest", {}).get("resumed_from") or []
+    tr.manifest["resumed_from"] = list(prev) + [{"path": str(path), "step": tr.step}]
+    theory_gen.set_state(ck["theory_gen"])
+    state.update(records_from_text(ck["records"]))
+    state["prev"] = ck["prev"]
+    state["step_dir"] = ck["step_dir"]
+    state["last_batch"] = None if ck["last_batch"] is None else tuple(ck["last_batch"])
+    sur = s.surrogate
+    if sur is not None:
+        ss = ck["surrogate"]
+        sur.sigma_cl, sur.sigma_ns = ss["sigma_cl"], ss["sigma_ns"]
+        sur.orient_gen.set_state(ss["orient_gen"])
+        rec = records_from_text(ss["records"])
+        sur.g_norms, sur.L_hat, sur.M_hat, sur.remainders = rec["g_norms"], rec["L_hat"], rec["M_hat"], rec["remainders"]
