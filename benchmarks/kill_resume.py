@@ -4,7 +4,7 @@
     python -m benchmarks.kill_resume --sigma-kills 5 --bve-kills 0 --seed 1
 
 For each workload: one uninterrupted reference run, then trials. A trial starts the CLI in a fresh output
-directory, SIGKILLs it after a random delay (uniform over [0.2, 1.0] x the reference wall time, so kills land
+directory, SIGKILLs it after a random delay (uniform over [0.15, 0.85] x the reference wall time, so kills land
 during start-up, inside steps, during checkpoint writes and during the final file writes), restarts it -- with
 ``--resume`` (Sigma-descent: when a checkpoint exists, else afresh) -- possibly kills it again, and finally lets
 it finish. Checked after every trial:
@@ -17,6 +17,7 @@ it finish. Checked after every trial:
 * no temporary file (``.*.tmp``) and no lock file is left; stale temporary files found after a kill are
   counted (the next run removes them when it takes the directory's lock, runio.outdir.OutDirLock).
 
+The runs execute a frozen copy of the packages (``<work>/src``), so edits of the checkout meanwhile do not count.
 Prints one line per trial and a summary; exits 1 if any trial differs. Runs outside the test suite (minutes).
 """
 
@@ -53,10 +54,26 @@ BVE_ARGS = ["--arch", "mlp", "--width", "0.05", "--proj-hidden", "8", "--proj-di
             "--checkpoint-every", "1", "--threads", "1"]
 
 
+#: the code the runs execute: a frozen copy of the packages (set by :func:`freeze`), so that edits of the
+#: checkout while the benchmark runs cannot make the reference and the resumed runs differ
+CODE = ROOT
+PACKAGES = ("theory", "simulate", "experiments", "figures", "runio")
+
+
+def freeze(work: Path) -> Path:
+    """Copy the packages into ``work/src`` and run every command from there."""
+    global CODE
+    src = work / "src"
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    CODE = src
+    return src
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["SOURCE_DATE_EPOCH"] = "0"  # deterministic PDF metadata
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(CODE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
@@ -126,7 +143,7 @@ def leftovers(d: Path) -> list[str]:
 def run(cmd: list[str], timeout: float | None) -> tuple[str, float]:
     """('done', wall) or ('killed', wall): SIGKILL after ``timeout`` seconds if still running."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, cwd=CODE, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -158,7 +175,7 @@ def workload(name: str, module: str, args: list[str], ckpt: str, always_resume: 
             resumes += resume
             kill = k_trial < max_kills_per_trial and kills < kills_wanted
             try:
-                state, _ = run(cmd, float(rng.uniform(0.2, 1.0)) * wall if kill else None)
+                state, _ = run(cmd, float(rng.uniform(0.15, 0.85)) * wall if kill else None)
             except RuntimeError as e:  # a restart that fails is a failed trial (reported), not the end
                 state = "failed"
                 failures.append({"trial": trials, "error": str(e)[-300:], "after_kills": k_trial})
@@ -200,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(a.seed)
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="kill_resume_"))
     work.mkdir(parents=True, exist_ok=True)
+    freeze(work)
     t0 = time.perf_counter()
     res = []
     try:
