@@ -35,7 +35,7 @@ IGNORE = frozenset({
     "theory_seed", "surrogate", "surrogate_constants", "lp_iters", "lp_l2", "ref_train", "ref_test", "ref_seed",
     "ref_batch", "device", "bf16", "delta", "losses", "threads", "data_root", "checkpoint_every", "ckpt_every",
     "resume", "compile", "channels_last", "dtype", "plot", "checks", "stop_after", "save_sigma",
-    "lemma5_trials", "save_weights", "config",
+    "lemma5_trials", "save_weights", "config", "digest",
 })
 #: replicate keys: runs that differ only in these are repeats of one setting (averaged, never dropped)
 ENCODER_SEEDS = frozenset({"init_seed", "order_seed", "aug_seed", "data_seed", "label_noise_seed", "seed"})
@@ -317,7 +317,8 @@ def group_runs(runs: Sequence, vary: Iterable[str], by: Callable[[Any], Any] | N
     keydicts: dict[Any, dict] = {}
     for r in runs:
         skip = IGNORE | vary | r.seed_keys | {CONTROL_KEY}
-        kd = {k: v for k, v in sorted(r.config.items()) if k not in skip}
+        # a key set to None counts as absent: runs written before a new option existed group with later ones
+        kd = {k: v for k, v in sorted(r.config.items()) if k not in skip and v is not None}
         if isinstance(r, EncoderRun):  # extra models do not change the lockstep pair; the contrastive loss does
             kd["contrastive"] = r.contrastive
         hk = _hashable(kd)
@@ -336,6 +337,12 @@ def group_runs(runs: Sequence, vary: Iterable[str], by: Callable[[Any], Any] | N
             g._differs = tuple(differs)
             g.suffix = safe_name("_".join(f"{k}={fmt_value(g.key.get(k))}" for k in differs))
     groups.sort(key=lambda g: g.suffix)
+    seen: dict[str, int] = {}
+    for g in groups:  # equal suffixes cannot arise from distinct keys; guard the unique-name promise anyway
+        n = seen.get(g.suffix, 0)
+        seen[g.suffix] = n + 1
+        if n:
+            g.suffix = f"{g.suffix}_{n + 1}" if g.suffix else f"group{n + 1}"
     return groups
 
 
