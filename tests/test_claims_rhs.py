@@ -448,8 +448,9 @@ def test_run_replayed_step_by_step_against_the_paper(sigma, diag):
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-13), (t, cid)
                 step_max[cid] = want if step_max[cid] is None else max(step_max[cid], want)
         S_cl, S_ns = new_cl, new_ns
-        gap_bound = (1 + eta * Lip) * gap_bound + eta * ref["_gap_A"]
         alpha_m, gamma_m, prem_t, paper_t = ref["_mult"]
+        # Thm1_gap: the Lipschitz step with the realised row multiplicity (kappa m/(2 tau^2 B), issue 6 item 1)
+        gap_bound = (1 + eta * alpha_m) * gap_bound + eta * ref["_gap_A"]
         mult_bound = (1 + eta * alpha_m) * mult_bound + eta * gamma_m
         prem_so_far, paper_so_far = prem_so_far and prem_t, paper_so_far and paper_t
         n_thm1 += prem_so_far and paper_so_far  # the trajectory claims are evaluated where their premise held so far
