@@ -360,7 +360,7 @@ def thm1_bound_sharp(eta: Sequence[float] | np.ndarray, B: int, C: int, delta: f
     Valid on the event of Cor. 3 (probability >= 1 - delta) under ``THM1_PREMISE``: Lem. 8 term (A)
     <= Delta'/(tau sqrt B) by ``lem6_l2_sharp`` and Lem. 1; the rest is the proof of Thm. 1 without the step
     1 + x <= e^x. NOT valid when anchors share a Sigma row (batches with replacement: found violated by
-    ``python -m simulate.soundness --legacy``); use ``thm1_bound_sharp_multiplicity`` there.
+    ``python -m simulate.soundness``, legacy columns); use ``thm1_bound_sharp_multiplicity`` there.
     """
     eta = check_eta_schedule(eta)
     Delta = delta_c_delta(C, B, eta.size, delta, tau)
