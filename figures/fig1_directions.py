@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .discover import Catalog, EncoderRun, by_value, group_runs
-from .plotting import MODEL_COLOR, integer_epochs, Missing, Output, legend_below, pair_label, plt, style
+from .plotting import MODEL_COLOR, integer_epochs, Missing, Output, pair_label, plt, style
 from ._encoder import cl_pair, run_curve
 
 NAME = "fig1_directions"
@@ -87,7 +87,7 @@ def _has_weights(r: EncoderRun) -> bool:
 
 
 def _load(path: Path) -> dict:
-    from experiments.checkpoint import load_checkpoint
+    from runio.checkpoint import load_checkpoint
 
     return load_checkpoint(path)
 

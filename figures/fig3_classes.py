@@ -62,12 +62,16 @@ def make(cat: Catalog, out: Output) -> list[Path]:
                 fig, axes = p.subplots(len(cols), 2, figsize=(2 * (0.5 * len(epochs) + 2.4), 0.42 * len(
                     {r.C for r in g.runs}) * len(cols) + 1.3 * len(cols) + 0.4), squeeze=False)
                 table = []
+                grids = {(i, split): grid(rs, metric, split, epochs) for i, (_, rs) in enumerate(cols)
+                         for split in ("train", "test")}
+                allv = np.concatenate([G[np.isfinite(G)] for _, G, _ in grids.values()])
+                vr = (float(allv.min()), float(allv.max())) if allv.size else None  # one scale: control comparable
                 for i, (ctitle, rs) in enumerate(cols):
                     for j, (split, cmap) in enumerate((("train", "Greens"), ("test", "Purples"))):
-                        Cs, G, N = grid(rs, metric, split, epochs)
+                        Cs, G, N = grids[(i, split)]
                         heatmap(axes[i, j], fig, G, elabels, [str(c) for c in Cs], cmap,
                                 f"{cl_pair(rs[0]).replace('-', '–')} {metric.upper()} ({split})", "epoch",
-                                "classes C′", counts=N)
+                                "classes C′", counts=N, vrange=vr)
                         axes[i, j].set_title(f"{split} reference set, {ctitle}", fontsize=8)
                         for c, row in zip(Cs, G):
                             table.append({"labels": ctitle, "split": split, "C": c,

@@ -172,8 +172,9 @@ def series(rows: Iterable[Mapping], x: str, y: str) -> tuple[np.ndarray, np.ndar
 
 def mean_band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                           np.ndarray]:
-    """Replicates -> (x, mean, min, max) over the x values every replicate has (NaN-aware)."""
-    common = sorted(set.intersection(*[set(np.round(x, 9)) for x, _ in curves])) if curves else []
+    """Replicates -> (x, mean, min, max) at every x any replicate has (NaN-aware: at an x only some replicates
+    evaluated, the mean of those; no point is dropped)."""
+    common = sorted(set.union(*[set(np.round(x, 9)) for x, _ in curves])) if curves else []
     xs = np.array(common, dtype=np.float64)
     Y = np.full((len(curves), len(xs)), np.nan)
     for i, (x, y) in enumerate(curves):
@@ -243,7 +244,8 @@ def fmt_cells(G: np.ndarray) -> tuple[str, int]:
 
 
 def heatmap(ax, fig, G: np.ndarray, xs: Sequence[str], ys: Sequence[str], cmap: str, cbar_label: str,
-            xlabel: str, ylabel: str, log: bool = False, counts: np.ndarray | None = None) -> None:
+            xlabel: str, ylabel: str, log: bool = False, counts: np.ndarray | None = None,
+            vrange: tuple[float, float] | None = None) -> None:
     """Annotated heat-map, rows = ys (bottom to top), columns = xs. NaN cells blank ("n/a" written).
 
     Colour range = data range (so differences show); text white on dark cells, black on light ones; decimals
@@ -253,6 +255,8 @@ def heatmap(ax, fig, G: np.ndarray, xs: Sequence[str], ys: Sequence[str], cmap: 
     data = np.where(G > 0, np.log10(np.where(G > 0, G, 1.0)), np.nan) if log else G
     fin = np.isfinite(data)
     vmin, vmax = (float(np.nanmin(data)), float(np.nanmax(data))) if fin.any() else (0.0, 1.0)
+    if vrange is not None:  # one colour scale shared by the panels of a figure (given in data units)
+        vmin, vmax = (math.log10(vrange[0]), math.log10(vrange[1])) if log else vrange
     if vmax - vmin < 1e-12:
         vmin, vmax = vmin - 0.5 * max(abs(vmin), 1e-3), vmax + 0.5 * max(abs(vmax), 1e-3)
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", origin="lower", vmin=vmin, vmax=vmax)
@@ -279,6 +283,8 @@ def heatmap(ax, fig, G: np.ndarray, xs: Sequence[str], ys: Sequence[str], cmap: 
     ax.set_ylabel(ylabel)
     ax.grid(False)
     cb = fig.colorbar(im, ax=ax, shrink=0.9)
+    cb.formatter.set_useOffset(False)  # no "x1e-5 + 0.9999" offset: ticks read as values
+    cb.update_ticks()
     cb.set_label(f"log$_{{10}}$({cbar_label})" if log else cbar_label)
 
 
