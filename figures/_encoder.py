@@ -51,16 +51,16 @@ def settings_columns(group: Group) -> list[tuple[str, list[EncoderRun]]]:
 
 def sweep_figure(group: Group, value: Callable[[EncoderRun], Any], value_label: Callable[[Any], str],
                  title: str, metrics: Sequence[str] = ("rsa", "cka"), split: str = "train",
-                 panels: Sequence[tuple[str, list[EncoderRun]]] | None = None):
+                 panels: Sequence[tuple[str, list[EncoderRun]]] | None = None, sharey: bool = True):
     """Rows = metrics, columns = panels (default: real labels | random-label control); in each panel one curve
     per swept value (ordered colours; replicates -> mean and min-max band), x = epoch. Returns (fig, table rows
-    of final values per curve)."""
+    of final values per curve). ``sharey``: one y-scale per row (else per panel, said in the title)."""
     p = plt()
     panels = list(panels) if panels is not None else settings_columns(group)
     allvals = sorted({value(r) for _, rs in panels for r in rs})
     colors = dict(zip(allvals, ordered_colors(len(allvals))))
     fig, axes = p.subplots(len(metrics), len(panels), figsize=(3.4 * len(panels) + 0.6, 2.5 * len(metrics) + 0.6),
-                           squeeze=False, sharex="col", sharey="row")
+                           squeeze=False, sharex="col", sharey="row" if sharey else False)
     table = []
     counts = []
     for j, (ptitle, rs) in enumerate(panels):
@@ -79,5 +79,6 @@ def sweep_figure(group: Group, value: Callable[[EncoderRun], Any], value_label: 
         axes[i, 0].set_ylabel(f"{pair_label(cl_pair(panels[0][1][0]))} {METRIC_LABEL.get(m, m)}")
     integer_epochs(axes.ravel())
     legend_below(fig, axes.ravel(), ncol=min(len(allvals), 6))
-    fig.suptitle(title + f" ({split} reference set{replicate_note(counts)})", fontsize=9, x=0.01, ha="left")
+    scale = "" if sharey else "; y-scales differ per panel"
+    fig.suptitle(title + f" ({split} reference set{scale}{replicate_note(counts)})", fontsize=9, x=0.01, ha="left")
     return fig, table

@@ -33,11 +33,15 @@ def make(cat: Catalog, out: Output) -> list[Path]:
     written = []
     with style():
         for g in groups:
-            panels = [(label, rs) for label, rs in families(g.main, _b, _lr)]
-            panels += [(f"{label}, random labels", rs) for label, rs in families(g.controls, _b, _lr)]
+            def with_lr(label, rs):  # the learning rates of the panel, in B order
+                lrs = ", ".join(f"{lr:.3g}" for _, lr in sorted({(_b(r), _lr(r)) for r in rs}))
+                return f"{label}\nη = {lrs}"
+
+            panels = [(with_lr(label, rs), rs) for label, rs in families(g.main, _b, _lr)]
+            panels += [(with_lr(f"{label}, random labels", rs), rs) for label, rs in families(g.controls, _b, _lr)]
             fig, table = sweep_figure(g, _b, lambda v: f"B = {v}", "Effect of the batch size B with scaled "
                                       "learning rates on CL–NSCL alignment", metrics=("cka", "rsa"),
-                                      panels=panels)
+                                      panels=panels, sharey=False)
             for row in table:
                 row["lr"] = " ".join(f"{_lr(r):g}" for r in g.runs if r.name in row["runs"].split())
             name = NAME + (f"__{g.suffix}" if g.suffix else "")
