@@ -217,7 +217,10 @@ def run_submitit(run_dirs: Sequence[str | Path], folder: str | Path, local: bool
         ex = submitit.LocalExecutor(folder=str(folder))
         params.setdefault("timeout_min", 60)
     else:
-        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+        try:
+            ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+        except RuntimeError as e:  # no srun on this machine
+            raise ValueError(f"launcher 'slurm' needs a slurm cluster: {str(e).splitlines()[0]}") from None
         params.setdefault("tasks_per_node", nproc_per_node)
         params.setdefault("nodes", 1)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,9 @@ def test_submitit_local_executor(tmp_path):
     assert (s["ran"], s["failed"]) == (1, [])
     assert sweep_run.run_status(Path(spec.out) / "runs" / "tau-0p5") == "done"
     assert list((Path(spec.out) / "submitit").glob("*_result.pkl"))  # it went through submitit
+    if not shutil.which("srun"):
+        with pytest.raises(ValueError, match="launcher 'slurm' needs a slurm cluster"):
+            launch.run_submitit([], tmp_path / "s", local=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
