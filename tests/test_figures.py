@@ -104,7 +104,8 @@ def test_fig5_one_panel_per_rule_every_run_present(result, synth):
     res, out = result
     s = res["summaries"]["fig5_batch"]
     titles = [a["title"] for a in s["axes"] if a["title"]]
-    assert titles == ["η ∝ B", "η ∝ √B", "η constant"]
+    assert [t.split("\n")[0] for t in titles] == ["η ∝ B", "η ∝ √B", "η constant"]
+    assert titles[0].split("\n")[1] == "η = 0.1, 0.2, 0.4"  # the panel's learning rates, in B order
     rows = _rows(out / "fig5_batch.csv")
     shown = {n for r in rows for n in r["runs"].split()}
     assert shown == {f"bs__{rule}__B{B}" for rule in ("linear", "sqrt", "constant") for B in (16, 32, 64)}
