@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -193,12 +194,15 @@ def run_sweep(spec: SweepSpec, shard: tuple[int, int] | None = None, launcher: s
         print(f"{spec.name}: {len(recs)} runs, {skipped} done, {len(todo)} to run "
               f"({sum(r['status'] == 'partial' for r in todo)} to resume) with launcher {launcher}", flush=True)
 
+    lock = threading.Lock()  # on_done runs in the launcher's threads: one sweep.csv writer at a time
+
     def done(res: dict) -> None:
-        results[res["run_dir"]] = res
-        if not quiet:
-            tag = "ok" if res["returncode"] == 0 else f"FAILED ({res['error']})"
-            print(f"  {Path(res['run_dir']).name}: {tag} {res['wall_s']:.1f} s", flush=True)
-        collect(spec, recs)
+        with lock:
+            results[res["run_dir"]] = res
+            if not quiet:
+                tag = "ok" if res["returncode"] == 0 else f"FAILED ({res['error']})"
+                print(f"  {Path(res['run_dir']).name}: {tag} {res['wall_s']:.1f} s", flush=True)
+            collect(spec, recs)
 
     dirs = [r["run_dir"] for r in todo]
     try:
