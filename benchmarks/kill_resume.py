@@ -10,8 +10,9 @@ during start-up, inside steps, during checkpoint writes and during the final fil
 it finish. Checked after every trial:
 
 * every result file is bit-identical to the reference run's, except timings: JSON files are compared with the
-  keys ``wall_s``, ``train_wall_s``, ``timing``, ``command_line`` (a resumed run names ``--resume``) and
-  ``git_revision`` (commits may land meanwhile) removed, ``timing.json`` is skipped; PDFs are written with
+  keys ``wall_s``, ``train_wall_s``, ``timing``, ``command_line`` (a resumed run names ``--resume``),
+  ``git_revision`` (commits may land meanwhile) and ``resumed_from`` (the record of the resume) removed and the
+  run's own output directory path replaced by ``<out>``, ``timing.json`` is skipped; PDFs are written with
   ``SOURCE_DATE_EPOCH=0``; a ``.pt`` file whose bytes differ is compared by content (every tensor bitwise: a
   resumed state pickles with another memo layout) and counted in the summary;
 * no temporary file (``.*.tmp``) and no lock file is left; stale temporary files found after a kill are
@@ -37,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# timings, the command line (a resumed run names --resume and another --out) and the git revision (commits may
-# land while the benchmark runs) are not results
-TIMING_KEYS = ("wall_s", "train_wall_s", "timing", "command_line", "git_revision")
+# timings, the command line (a resumed run names --resume and another --out), the git revision (commits may
+# land while the benchmark runs) and the record of where a run was resumed from are not results
+TIMING_KEYS = ("wall_s", "train_wall_s", "timing", "command_line", "git_revision", "resumed_from")
 SKIP_FILES = ("timing.json",)
 #: .pt files whose bytes differed but whose loaded contents were equal (reported in the summary)
 CONTENT_COMPARED: list[str] = []
@@ -124,8 +125,9 @@ def compare(ref: Path, got: Path) -> list[str]:
     a, b = result_files(ref), result_files(got)
     bad = sorted(set(a) ^ set(b))
     for name in sorted(set(a) & set(b)):
-        if name.endswith(".json"):
-            same = _strip(json.loads(a[name].read_text())) == _strip(json.loads(b[name].read_text()))
+        if name.endswith(".json"):  # the run's own output directory, named in its records, is "<out>" on both sides
+            ta, tb = a[name].read_text().replace(str(ref), "<out>"), b[name].read_text().replace(str(got), "<out>")
+            same = _strip(json.loads(ta)) == _strip(json.loads(tb))
         else:
             same = a[name].read_bytes() == b[name].read_bytes()
             if not same and name.endswith(".pt"):  # pickle memo layout may differ: compare the loaded content
@@ -213,7 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills-per-trial", type=int, default=2, help="at most this many kills before a run may finish")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one, removed)")
+    ap.add_argument("--recompare", metavar="DIR", help="only compare the kept <name>_trial* directories of DIR with "
+                    "<name>_ref again (e.g. after changing what counts as a timing) and exit")
     a = ap.parse_args(argv)
+    if a.recompare:
+        bad = 0
+        for ref in sorted(Path(a.recompare).glob("*_ref")):
+            for got in sorted(ref.parent.glob(ref.name[:-4] + "_trial*"), key=lambda p: int(p.name.split("trial")[1])):
+                diff = compare(ref, got) + leftovers(got)
+                bad += bool(diff)
+                print(f"{got.name}: {'identical' if not diff else 'DIFFERS ' + str(diff)}")
+        return 1 if bad else 0
     rng = np.random.default_rng(a.seed)
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="kill_resume_"))
     work.mkdir(parents=True, exist_ok=True)
