@@ -49,7 +49,11 @@ RUN_ARGS = ["--n", "48", "--classes", "4", "--batch-size", "32", "--tau", "1.0",
 
 @dataclass(frozen=True)
 class Mutation:
-    """One deliberate bug: replace ``old`` (must occur exactly once in ``path``) by ``new``."""
+    """One deliberate bug: replace ``old`` (must occur exactly once in ``path``) by ``new``.
+
+    ``path``: a file, or alternatives separated by "|" with glob patterns (a module that may be split into a
+    package): the pattern must occur exactly once over all the files they match.
+    """
 
     id: str
     what: str
@@ -101,30 +105,30 @@ MUTATIONS = [
              "bias = torch.sub(self._log_keys_per_col[None, :], torch.reciprocal(self.other_label_mask).sub_(1.0))\n"
              "        bias[self._pos_unique[0], self._pos_unique[1]] = 0.0"),
     Mutation("gronwall_off_by_one", "Thm. 1 recurrence D_{t+1} = (1 + a_t)(D_t + g_t): product one step too long",
-             "theory/bounds.py", "d = (1.0 + eta[t] * L[t]) * d + eta[t] * g[t]",
+             "theory/bounds.py|theory/bounds/*.py", "d = (1.0 + eta[t] * L[t]) * d + eta[t] * g[t]",
              "d = (1.0 + eta[t] * L[t]) * (d + eta[t] * g[t])"),
     Mutation("gronwall_product_from_s", "Grönwall product prod_{u>s} -> prod_{u>=s} (unrolled_terminal)",
-             "theory/bounds.py",
+             "theory/bounds.py|theory/bounds/*.py",
              "suffix = np.concatenate([np.cumsum(log1p[::-1])[::-1][1:], [0.0]])",
              "suffix = np.cumsum(log1p[::-1])[::-1]"),
-    Mutation("thm1_closed_rate", "Eq. 2 exponent S/(2 tau^2 B) -> S/(tau^2 B)", "theory/bounds.py",
+    Mutation("thm1_closed_rate", "Eq. 2 exponent S/(2 tau^2 B) -> S/(tau^2 B)", "theory/bounds.py|theory/bounds/*.py",
              "out = np.exp(S / (2.0 * tau * tau * B)) * S * D / (tau * math.sqrt(B))",
              "out = np.exp(S / (tau * tau * B)) * S * D / (tau * math.sqrt(B))"),
     Mutation("gap_recurrence_rate", "Thm1_gap recurrence without the Lipschitz growth", "simulate/run.py",
-             'state.gap_bound = (1.0 + eta_t * ctx.consts["lipschitz"]) * state.gap_bound + eta_t * info["gap_A"]',
+             'state.gap_bound = (1.0 + eta_t * info["mult_alpha"]) * state.gap_bound + eta_t * info["gap_A"]',
              'state.gap_bound = state.gap_bound + eta_t * info["gap_A"]'),
-    Mutation("cor1_one_minus_rho", "Cor. 1/2 cosine bound (1 - rho)/(1 + rho) -> 1 - rho", "theory/bounds.py",
+    Mutation("cor1_one_minus_rho", "Cor. 1/2 cosine bound (1 - rho)/(1 + rho) -> 1 - rho", "theory/bounds.py|theory/bounds/*.py",
              "return -1.0 if math.isinf(r) else (1.0 - r) / (1.0 + r)", "return -1.0 if math.isinf(r) else 1.0 - r"),
-    Mutation("cos_sharp_no_sqrt", "tight cosine bound sqrt(1 - rho^2) -> 1 - rho^2", "theory/bounds.py",
+    Mutation("cos_sharp_no_sqrt", "tight cosine bound sqrt(1 - rho^2) -> 1 - rho^2", "theory/bounds.py|theory/bounds/*.py",
              "return math.sqrt(1.0 - r * r) if r < 1.0 else -1.0", "return 1.0 - r * r if r < 1.0 else -1.0"),
-    Mutation("rsa_M_not_sqrtM", "Cor. 2 scale sqrt(M) sigma_D -> M sigma_D", "theory/bounds.py",
+    Mutation("rsa_M_not_sqrtM", "Cor. 2 scale sqrt(M) sigma_D -> M sigma_D", "theory/bounds.py|theory/bounds/*.py",
              "return math.sqrt(M) * s", "return M * s"),
     Mutation("cka_exact_uncentred", "Cor1_exact rho_T without centring (||D||_F / ||K^CL||_F)",
              "simulate/certificates.py", "rho_T = centred_fro(S2, S1) / k",
              "rho_T = float(torch.linalg.matrix_norm(S2 - S1)) / k"),
-    Mutation("loss_gap_e1tau", "loss-gap bound e^{2/tau} -> e^{1/tau}", "theory/bounds.py",
+    Mutation("loss_gap_e1tau", "loss-gap bound e^{2/tau} -> e^{1/tau}", "theory/bounds.py|theory/bounds/*.py",
              "x = _exp(2.0 / tau) / (C - 1)", "x = _exp(1.0 / tau) / (C - 1)"),
-    Mutation("lem6_sharp_factor", "thm1_bound_sharp: Lem. 6 (l2) factor 1/sqrt(2) dropped", "theory/bounds.py",
+    Mutation("lem6_sharp_factor", "thm1_bound_sharp: Lem. 6 (l2) factor 1/sqrt(2) dropped", "theory/bounds.py|theory/bounds/*.py",
              "return D / (math.sqrt(2.0) * (1.0 + D / 2.0))", "return D / (1.0 + D / 2.0)"),
 ]
 
@@ -147,24 +151,30 @@ def copy_tree(root: Path, files: list[str], dest: Path) -> None:
         shutil.copy2(root / f, d)
 
 
-def apply_mutation(copy: Path, m: Mutation) -> None:
-    p = copy / m.path
-    text = p.read_text()
-    n = text.count(m.old)
+def locate(root: Path, m: Mutation) -> str:
+    """The one file (relative path) holding ``m.old``; ValueError unless it occurs exactly once over m.path."""
+    files = sorted({f for alt in m.path.split("|") for f in root.glob(alt) if f.is_file()})
+    if not files:
+        raise ValueError(f"mutation {m.id}: no file matches {m.path}")
+    hits = [(f, f.read_text().count(m.old)) for f in files]
+    n = sum(c for _, c in hits)
     if n != 1:
         raise ValueError(f"mutation {m.id}: pattern found {n} times in {m.path} (expected exactly once): {m.old!r}")
-    p.write_text(text.replace(m.old, m.new))
+    return str(next(f for f, c in hits if c).relative_to(root))
+
+
+def apply_mutation(copy: Path, m: Mutation) -> str:
+    """Apply ``m`` to the copy; returns the mutated file (relative path)."""
+    rel = locate(copy, m)
+    p = copy / rel
+    p.write_text(p.read_text().replace(m.old, m.new))
+    return rel
 
 
 def check_patterns(root: Path, muts: list[Mutation]) -> None:
     """ValueError naming the first mutation whose pattern is not found exactly once in the working tree."""
     for m in muts:
-        p = root / m.path
-        if not p.is_file():
-            raise ValueError(f"mutation {m.id}: file {m.path} not found")
-        n = p.read_text().count(m.old)
-        if n != 1:
-            raise ValueError(f"mutation {m.id}: pattern found {n} times in {m.path} (expected exactly once): {m.old!r}")
+        locate(root, m)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -283,8 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mutation_check_"))
     t0 = time.perf_counter()
     try:
+        # one snapshot of the working tree (others may edit it meanwhile); every copy is made from it
+        snap = tmp / "snapshot"
+        copy_tree(ROOT, files, snap)
+        try:
+            check_patterns(snap, muts)
+        except ValueError as e:
+            print(f"mutation_check: error: {e}", file=sys.stderr)
+            return 2
         base = tmp / "base"
-        copy_tree(ROOT, files, base)
+        shutil.copytree(snap, base)
         where = _run([sys.executable, "-c", "import simulate, theory; print(simulate.__file__, theory.__file__)"],
                      base, 60).stdout
         if str(base) not in where:
@@ -310,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         def one(m: Mutation) -> dict:
             ts = time.perf_counter()
             copy = tmp / m.id
-            copy_tree(ROOT, files, copy)
-            apply_mutation(copy, m)
+            shutil.copytree(snap, copy)
+            rel = apply_mutation(copy, m)
             _, f1 = run_pytest(copy, [CLAIMS_TEST], deselect, True, args.timeout)
             f2 = ["skipped"] if args.claims_only else run_pytest(copy, TESTS, deselect, True, args.timeout)[1]
             if args.no_run:
@@ -320,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 mc, err = run_sigma(copy, tmp / f"{m.id}_run", args.timeout)
                 flipped, changed = verdict_diff(base_checks, mc, err)
             shutil.rmtree(copy, ignore_errors=True)
-            row = {"mutation": m.id, "what": m.what, "file": m.path,
+            row = {"mutation": m.id, "what": m.what, "file": rel,
                    "caught_by_test_claims_rhs": f1[0] if f1 else "NOT CAUGHT",
                    "caught_by_other_tests": f2[0] if f2 else "NOT CAUGHT",
                    "verdicts_flipped": flipped, "max_ratio_changed": changed,
