@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                    "verdicts_flipped": flipped, "max_ratio_changed": changed,
                    "seconds": round(time.perf_counter() - ts, 1)}
             print(f"{m.id}: claims_rhs={row['caught_by_test_claims_rhs']} | other={row['caught_by_other_tests']} | "
-                  f"flipped={flipped}", flush=True)
+                  f"flipped={flipped} | changed={changed}", flush=True)
             return row
 
         with ThreadPoolExecutor(max_workers=args.jobs) as ex:
