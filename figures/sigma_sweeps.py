@@ -17,11 +17,11 @@ __all__ = ["make_classes", "make_tau", "make_batch", "NEEDS"]
 
 NEEDS = {
     "sigma_fig3_classes": "Sigma-space runs that differ only in C (python -m simulate.sweep --classes 2,5,10,20 ...; "
-                          "configs/small/sigma_classes)",
+                          "bash docs/figures/sigma_small.sh)",
     "sigma_fig4_tau": "Sigma-space runs that differ only in tau (python -m simulate.sweep --tau 0.1,0.5,1 ...; "
-                      "configs/small/sigma_tau)",
+                      "bash docs/figures/sigma_small.sh)",
     "sigma_fig5_batch": "Sigma-space runs that differ only in B and eta (python -m simulate.sweep "
-                        "--batch-size 16,32,64 --eta ...; configs/small/sigma_batch)",
+                        "--batch-size 16,32,64 --eta ...; bash docs/figures/sigma_small.sh)",
 }
 CAPTIONS = {
     "sigma_fig3_classes": "Σ-space counterpart of Fig. 3/7: 1 − CKA and 1 − RSA between Σ^CL and Σ^NSCL over C "
