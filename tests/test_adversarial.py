@@ -1,4 +1,4 @@
-"""Tests for simulate/adversarial.py (adversarial search over bounded similarities, Lemmas 2, 3, 6, 8)."""
+"""Tests for simulate/adversarial/ (adversarial search over bounded similarities, Lemmas 2, 3, 6, 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for theory/bounds.py against independent float64 computations (python loops, brute force, a tiny
+"""Tests for theory/bounds/ (theory.bounds) against independent float64 computations (python loops, brute force, a tiny
 inline similarity-descent simulation, inline DCL/NSCL losses)."""
 
 import importlib.util

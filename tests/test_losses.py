@@ -1,4 +1,4 @@
-"""Tests for theory/losses.py against slow float64 python-loop references written from the paper's formulas
+"""Tests for theory/losses/ (theory.losses) against slow float64 python-loop references written from the paper's formulas
 (Sec. 3 CL / NSCL, App. D.1 Lemmas 2, 3, 4, 6), DCL (Yeh et al.), SupCon L_out (Khosla et al.) and autograd."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Tests for theory/symbolic.py: each sympy derivation proves its identity (ok=True) and its lambdified
-expressions agree with the numeric code (theory/bounds.py, theory/losses.py, inline numpy)."""
+expressions agree with the numeric code (theory/bounds/, theory/losses/, inline numpy)."""
 
 import math
 
@@ -12,7 +12,7 @@ from theory import symbolic as sy
 
 RNG = np.random.default_rng
 
-try:  # theory/losses.py is written by another helper; the inline numpy reference is always used too
+try:  # theory/losses/ is written by another helper; the inline numpy reference is always used too
     import torch
 
     from theory import losses as L

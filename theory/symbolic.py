@@ -2,12 +2,12 @@
 
 Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Learning", App. D
 (Lem. 2 softmax-CE gradient / Hessian and the ||J||_inf <= 1/2 step, Lem. 3, Lem. 6 identity, the Grönwall
-unrolling of Thm. 1 / Thm. 2, Cor. 1/2 algebra) plus the sharper statements proved in theory/bounds.py
+unrolling of Thm. 1 / Thm. 2, Cor. 1/2 algebra) plus the sharper statements proved in theory/bounds/
 (tight cosine bound, Lem. 6 sharpening, loss-gap monotonicity).
 
 Every function returns a ``SymbolicCheck(name, exprs, ok)``: ``exprs`` maps names to sympy expressions (and
 the symbols used, so tests can ``lambdify`` them), ``ok`` is True when sympy proves the identity/inequality.
-The tests compare the lambdified expressions with the numeric code in theory/bounds.py and theory/losses.py.
+The tests compare the lambdified expressions with the numeric code in theory/bounds/ and theory/losses/.
 """
 
 from __future__ import annotations

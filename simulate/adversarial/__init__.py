@@ -4,7 +4,7 @@ Paper: "On the Alignment Between Supervised and Self-Supervised Contrastive Lear
 
 For a small batch (B, C, tau, a batch composition) the touched similarity entries x in [-1, 1]^d are the
 variables. Every claim is written as LHS / RHS and maximised over x (and x') with L-BFGS-B (box bounds,
-analytic gradients by torch autograd through ``theory/losses.py``) from several random restarts:
+analytic gradients by torch autograd through ``theory.losses``) from several random restarts:
 
   L2  ||G(x) - G(x')||_F / ||x - x'||_F  vs  1/(2 tau^2 B)   (pair form, and the local form ||Hessian||_2)
   L3  anchor: ||d loss_a / d s_a||_2 vs sqrt(2)/tau;   batch: ||G(x)||_F vs (1/tau) sqrt(2/B)
