@@ -1,6 +1,7 @@
 """Mutation check: apply deliberate bugs to the formulas and the step, and report which the tests catch.
 
-Usage (from the repository root; not part of the default test run, ~10 min with 2 jobs on 2 cores):
+Usage (from the repository root; not part of the default test run; measured on the shared 2-core machine under
+load: ~40 min with --jobs 2, ~11 min with --claims-only):
 
     python benchmarks/mutation_check.py --jobs 2
     python benchmarks/mutation_check.py --only L6_rhs_2Delta,eq1_sign --jobs 1
