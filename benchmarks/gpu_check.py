@@ -17,7 +17,7 @@ Sections (each one is timed and guarded: a failing section records its one-line 
 5. ``sigma_steps``: coupled Sigma-descent steps/s (B = 512, checks off, ordered Sigma, clip) at N = 4096 (float64)
    and N = 50 000 (float32: two (2N)^2 float32 matrices = 80 GB).
 
-``--cpu --quick``: device = cpu, tiny sizes (B = 8, 16 x 16 images, width 1/16, N = 128 / 256, float64 only),
+``--cpu --quick``: device = cpu, tiny sizes (B = 8, 16 x 16 images, width 1/16, N = 128 (float64) / 256 (float32)),
 no torch.compile row (compiling
 takes minutes on 2 CPU cores). ``--out FILE`` writes the JSON.
 """
@@ -91,7 +91,8 @@ def _sigma_step_setup(N: int, B: int, C: int, dtype: torch.dtype, dev: str, seed
     labels = (torch.arange(N) % C).repeat_interleave(V)
     batch = draw_batch(N, B, V, True, g, torch.Generator().manual_seed(seed + 1))
     rows, cols = batch_items(batch, V)
-    layout = build_layout(rows.to(dev), cols.to(dev), labels[rows].to(dev), labels[cols].to(dev), M, False)
+    layout = build_layout(rows.to(dev), cols.to(dev), labels[rows].to(dev), labels[cols].to(dev), M, False,
+                          dtype=dtype)
     return layout, M
 
 
@@ -180,7 +181,7 @@ def lockstep(dev: str, quick: bool) -> dict:
 def sigma_steps(dev: str, quick: bool) -> list[dict]:
     from simulate.step import apply_step, compute_step
 
-    sizes = [(128, 32, torch.float64), (256, 64, torch.float64)] if quick else \
+    sizes = [(128, 32, torch.float64), (256, 64, torch.float32)] if quick else \
         [(4096, 512, torch.float64), (4096, 512, torch.float32), (50000, 512, torch.float32)]
     rows = []
     for N, B, dt in sizes:
