@@ -30,6 +30,7 @@ The measured numbers of the default run (drift, CKA, RSA against their certifica
 from __future__ import annotations
 
 import argparse
+import math
 import ctypes
 import os
 import sys
@@ -209,6 +210,41 @@ def config_from_args(ns: argparse.Namespace, base: dict | None = None) -> SigmaC
     return SigmaConfig.from_dict(d)
 
 
+
+def _fmt(x: object) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.4g}"
+
+
+def certified_summary(ev: dict, checks: dict) -> str:
+    """One line: the certificates at the last eval point, each only where its premise held.
+
+    The paper's Thm. 1 / Cors. 1-2 (and the sharper forms built on them) are proved under
+    ``theory.bounds.THM1_PREMISE`` (every anchor on its own Sigma row, ordered Sigma, Cor. 3 event, bounded
+    logits at every step). Where that premise failed on some step, their numbers are NOT certificates and the
+    line says so; the row-multiplicity forms (``Thm1_mult`` / ``Cor1_mult`` / ``Cor2_mult``) need only the Cor. 3
+    event and bounded logits and are printed whenever those held.
+    """
+    def premise_ok(name: str) -> bool:
+        c = checks.get(name) or {}
+        return int(c.get("premise_failed") or 0) == 0 and int(c.get("evaluated") or 0) > 0
+
+    parts = [f"at step {ev['step']}:"]
+    if premise_ok("Cor1"):
+        parts.append(f"paper certificate drift <= {_fmt(ev.get('bound_closed'))} (Thm. 1), CKA >= "
+                     f"{_fmt(ev.get('cka_lb_paper'))} (Cor. 1; tight cosine {_fmt(ev.get('cka_lb_sharp'))}), RSA >= "
+                     f"{_fmt(ev.get('rsa_lb_paper'))} (Cor. 2; tight cosine {_fmt(ev.get('rsa_lb_sharp'))});")
+    else:
+        failed = (checks.get("Thm1") or {}).get("premise_failed", "some")
+        parts.append(f"paper Thm. 1 / Cors. 1-2 NOT certified (premise failed on {failed} steps: anchors sharing a "
+                     f"Sigma row or symmetric Sigma);")
+    if premise_ok("Cor1_mult") and ev.get("bound_mult") is not None:
+        parts.append(f"row-multiplicity certificate drift <= {_fmt(ev.get('bound_mult'))}, CKA >= "
+                     f"{_fmt(ev.get('cka_lb_mult'))}, RSA >= {_fmt(ev.get('rsa_lb_mult'))};")
+    parts.append(f"Sigma moved: CKA(S_0, S^CL) = {_fmt(ev.get('cka_cl_vs_init'))}, "
+                 f"||S^CL - S_0||/||S_0|| = {float(ev.get('rel_move_cl', float('nan'))):.3g}")
+    return "certified " + " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -251,12 +287,8 @@ def main(argv: list[str] | None = None) -> int:
               f"RSA = {_near_one(res.rsa)}; Delta = {res.constants['Delta']:.4g}, eps = {res.constants['eps']:.4g}; "
               f"{res.steps_per_s:.1f} steps/s, {res.wall_s:.1f} s; outputs in {out}")
         ev = res.eval_rows[-1] if res.eval_rows else None
-        if ev is not None and "cka_lb_paper" in ev:
-            print(f"certified at step {ev['step']}: drift <= {ev['bound_closed']:.4g} (Thm. 1), CKA >= "
-                  f"{ev['cka_lb_paper']:.4g} (Cor. 1; tight cosine {ev['cka_lb_sharp']:.4g}), RSA >= "
-                  f"{ev['rsa_lb_paper']:.4g} (Cor. 2; tight cosine {ev['rsa_lb_sharp']:.4g}); "
-                  f"Sigma moved: CKA(S_0, S^CL) = {ev['cka_cl_vs_init']:.4g}, ||S^CL - S_0||/||S_0|| = "
-                  f"{ev['rel_move_cl']:.3g}")
+        if ev is not None:
+            print(certified_summary(ev, res.checks))
     return 0
 
 

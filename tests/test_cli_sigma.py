@@ -129,3 +129,28 @@ def test_corrupt_checkpoint_gives_one_line_and_keeps_results(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corrupt or truncated" in err[0] and str(ck) in err[0]
     assert (out / "steps.csv").read_text() == before  # nothing written over
+
+
+def test_certified_summary_never_calls_an_out_of_premise_bound_certified():
+    """The final summary line of the CLI: the paper's Cor. 1/2 numbers are printed as certificates only when
+    their premise (theory.bounds.THM1_PREMISE) held at every step; otherwise the line says NOT certified and
+    prints the row-multiplicity certificate instead."""
+    from simulate.sigma_descent import certified_summary
+
+    ev = {"step": 200, "bound_closed": 124.5, "cka_lb_paper": 0.3476, "cka_lb_sharp": 0.875,
+          "rsa_lb_paper": 0.1808, "rsa_lb_sharp": 0.7202, "bound_mult": 145.8, "cka_lb_mult": 0.8236,
+          "rsa_lb_mult": 0.5827, "cka_cl_vs_init": 0.9917, "rel_move_cl": 0.13}
+    shared = {"Thm1": {"evaluated": 0, "premise_failed": 200}, "Cor1": {"evaluated": 0, "premise_failed": 4},
+              "Cor1_mult": {"evaluated": 4, "premise_failed": 0}}
+    line = certified_summary(ev, shared)
+    assert "NOT certified" in line and "premise failed on 200 steps" in line
+    assert "0.3476" not in line and "0.875" not in line
+    assert "CKA >= 0.8236" in line and "RSA >= 0.5827" in line
+    own_rows = {"Thm1": {"evaluated": 200, "premise_failed": 0}, "Cor1": {"evaluated": 4, "premise_failed": 0},
+                "Cor1_mult": {"evaluated": 4, "premise_failed": 0}}
+    line = certified_summary(ev, own_rows)
+    assert "NOT certified" not in line and "CKA >= 0.3476" in line and "RSA >= 0.1808" in line
+    # premise of the multiplicity form failed too (e.g. logits left the box): nothing is called certified
+    none_ok = {**shared, "Cor1_mult": {"evaluated": 0, "premise_failed": 4}}
+    line = certified_summary(ev, none_ok)
+    assert "0.8236" not in line and "0.3476" not in line
