@@ -157,6 +157,12 @@ class _Setup:
         g = torch.Generator().manual_seed(cfg.theory_seed)
         self.ref_views = torch.cat([tr.augment(rb.images, g), tr.augment(rb.images, g)]).float()
         self.ref_labels = rb.labels.clone()
+        # test reference batch (loss gap on held-out images): min(ref_batch, ref_test) samples of the test reference
+        # set, same construction with its own fixed augmentation seed theory_seed + 1, so the train batch is unchanged
+        rbt = fixed_subset(self.ref_test, min(cfg.ref_batch, len(self.ref_test)), cfg.ref_seed + 1)
+        gt = torch.Generator().manual_seed(cfg.theory_seed + 1)
+        self.ref_views_test = torch.cat([tr.augment(rbt.images, gt), tr.augment(rbt.images, gt)]).float()
+        self.ref_labels_test = rbt.labels.clone()
         self.thm2_exact = (cfg.optimizer == "sgd" and cfg.momentum == 0 and cfg.weight_decay == 0
                            and cfg.grad_clip == 0)
         self.surrogate = SigmaSurrogate(self) if cfg.surrogate else None
@@ -466,15 +472,33 @@ def _network_theory_row(s: _Setup, state: dict, base: dict, eta: np.ndarray, gen
         row["thm2_bound"] = thm2_bound_from_delta(eta, state["beta_run"], state["G_run"], s.Delta, cfg.tau)
     row["thm2_holds"] = None if row["thm2_bound"] is None else bool(e_t <= row["thm2_bound"])
     row["thm2_plain_sgd"] = s.thm2_exact
-    # loss gap of the contrastive and the NSCL model on the reference batch (eval mode, float32 embeddings)
-    R = s.ref_labels.shape[0]
-    for n in (cl, "NSCL"):
-        _, z = tr.embed(n, s.ref_views)
-        lg = ms.loss_gap(z[:R], z[R:], s.ref_labels, cfg.tau, kind=cl, anchors=cfg.anchors)
-        tag = "cl" if n == cl else "nscl"
-        for k in ("loss_kind", "loss_nscl", "gap", "gap_max_anchor", "bound_counts", "bound_companion",
-                  "bound_balanced", "holds_counts"):
-            row[f"lossgap_{k}_{tag}model"] = lg[k]
+    row.update(_lossgap_columns(s))
+    return row
+
+
+LOSSGAP_KEYS = ("loss_kind", "loss_nscl", "gap", "gap_max_anchor", "bound_counts", "bound_companion",
+                "bound_balanced", "holds_counts")
+
+
+def _lossgap_columns(s: _Setup) -> dict[str, Any]:
+    """Loss gap of the contrastive and the NSCL model on the train and the test reference batch.
+
+    Eval mode, float32 embeddings of the two fixed views (2R images, R = ref_batch). Columns
+    ``lossgap_{key}_{cl|nscl}model`` on the train reference batch and ``lossgap_test_{key}_{cl|nscl}model`` on
+    the test one, key in LOSSGAP_KEYS (experiments.measure.loss_gap: loss_kind = L^CL or L^DCL, loss_nscl,
+    gap = loss_kind - loss_nscl, and its bounds).
+    """
+    cfg, tr, cl = s.cfg, s.trainer, s.contrastive
+    row: dict[str, Any] = {}
+    for prefix, views, labels in (("lossgap_", s.ref_views, s.ref_labels),
+                                  ("lossgap_test_", s.ref_views_test, s.ref_labels_test)):
+        R = labels.shape[0]
+        for n in (cl, "NSCL"):
+            _, z = tr.embed(n, views)
+            lg = ms.loss_gap(z[:R], z[R:], labels, cfg.tau, kind=cl, anchors=cfg.anchors)
+            tag = "cl" if n == cl else "nscl"
+            for k in LOSSGAP_KEYS:
+                row[f"{prefix}{k}_{tag}model"] = lg[k]
     return row
 
 
