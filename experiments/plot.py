@@ -1,4 +1,5 @@
-"""Figures of encoder runs (experiments.bound_vs_empirical) and of the paper's Figs. 2-6 from result files.
+"""Per-run figures of one encoder run (experiments.bound_vs_empirical): alignment, theory and surrogate plots.
+The paper's figures over several runs are the figures package (python -m figures).
 
 Every function takes plain rows (dicts from a run in memory, or read back from its CSV files with ``read_rows``),
 writes ``stem``.png and ``stem``.pdf with the project style (simulate/style.mplstyle when present) and returns
@@ -21,10 +22,6 @@ __all__ = [
     "plot_alignment_run",
     "plot_theory_run",
     "plot_surrogate_run",
-    "plot_alignment_epochs",
-    "plot_heatmap",
-    "plot_sweep",
-    "plot_weight_gap",
 ]
 
 _STYLE_PATH = Path(__file__).resolve().parent.parent / "simulate" / "style.mplstyle"
@@ -256,97 +253,4 @@ def plot_surrogate_run(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
                      "0.4")),
                    "(b) CL–NSCL drift on the training items")
         fig.suptitle(f"Note: {THM1_NOTE}; L_Σ, M_Σ are empirical lower estimates", fontsize=8.5, x=0.01, ha="left")
-        return _save(fig, stem)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# paper-style figures over several runs (figures/__main__.py)
-def _pairs_per_run(runs: Sequence[tuple[str, Sequence[Mapping]]], metrics: Sequence[str], ylabels: Sequence[str],
-                   split: str, height: float, title: str, **subplots_kw):
-    """Figure with one column per run and one row per metric: each pair's ``metric`` over epochs (``split``
-    reference set), coloured by the pair's partner model. Returns the matplotlib figure."""
-    plt = _plt()
-    n = len(runs)
-    fig, axes = plt.subplots(len(metrics), n, figsize=(3.3 * n + 0.6, height), squeeze=False, **subplots_kw)
-    for j, (run_title, rows) in enumerate(runs):
-        sel = [r for r in rows if r.get("split") == split]
-        pairs = list(dict.fromkeys(str(r["pair"]) for r in sel))
-        for i, p in enumerate(pairs):
-            col = _partner_color(p, i)
-            pr = [r for r in sel if str(r["pair"]) == p]
-            for k, metric in enumerate(metrics):
-                xs, ys = _series(pr, "epoch", metric)
-                axes[k, j].plot(xs, ys, "-o", color=col, label=p)
-        axes[0, j].set_title(run_title, fontsize=8.5)
-        axes[-1, j].set_xlabel("epoch")
-    for k, lab in enumerate(ylabels):
-        axes[k, 0].set_ylabel(lab)
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
-    return fig
-
-
-def plot_alignment_epochs(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path,
-                          split: str = "train") -> list[Path]:
-    """Fig. 2 style: per run (column) CKA (top) and RSA (bottom) over epochs for each pair (CL-NSCL, CL-SCL,
-    CL-CE, ...). ``runs`` = [(title, metric rows)]."""
-    with _style():
-        fig = _pairs_per_run(runs, ("cka", "rsa"), ("CKA", "RSA"), split, 5.0,
-                             f"Alignment with the contrastive model during training ({split} reference set)",
-                             sharey="row")
-        return _save(fig, stem)
-
-
-def plot_heatmap(grid: np.ndarray, xs: Sequence, ys: Sequence, stem: str | Path, title: str,
-                 xlabel: str = "epoch", ylabel: str = "classes C'", cmap: str = "Greens") -> list[Path]:
-    """Fig. 3 style heat-map: grid[i, j] = value at ys[i] (rows, e.g. C') and xs[j] (columns, e.g. epoch);
-    NaN cells are left blank; every finite cell is annotated."""
-    plt = _plt()
-    G = np.asarray(grid, dtype=np.float64)
-    with _style():
-        fig, ax = plt.subplots(figsize=(0.55 * len(xs) + 2.0, 0.45 * len(ys) + 1.4))
-        im = ax.imshow(np.ma.masked_invalid(G), cmap=cmap, aspect="auto", origin="lower", vmin=np.nanmin(G) if
-                       np.isfinite(G).any() else 0, vmax=1.0)
-        ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
-        ax.set_yticks(range(len(ys)), [str(int(y)) if float(y).is_integer() else str(y) for y in ys])
-        for i in range(G.shape[0]):
-            for j in range(G.shape[1]):
-                if np.isfinite(G[i, j]):
-                    ax.text(j, i, f"{G[i, j]:.2f}", ha="center", va="center", fontsize=6.5)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(False)
-        fig.colorbar(im, ax=ax, shrink=0.85)
-        return _save(fig, stem)
-
-
-def plot_sweep(curves: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path, title: str,
-               pair: str = "CL-NSCL", split: str = "train") -> list[Path]:
-    """Fig. 4 / Fig. 5 style: CKA (left) and RSA (right) of one pair over epochs, one curve per run
-    (e.g. per tau or per batch size). ``curves`` = [(label, metric rows)]."""
-    plt = _plt()
-    with _style():
-        fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), sharex=True)
-        for i, (label, rows) in enumerate(curves):
-            sel = [r for r in rows if str(r.get("pair")) == pair and r.get("split") == split]
-            col = _EXTRA[i % len(_EXTRA)] if i >= 3 else ("#0072B2", "#D55E00", "#009E73")[i]
-            for ax, metric in zip(axes, ("cka", "rsa")):
-                xs, ys = _series(sel, "epoch", metric)
-                ax.plot(xs, ys, "-o", color=col, label=label)
-        for ax, metric in zip(axes, ("CKA", "RSA")):
-            ax.set_xlabel("epoch")
-            ax.set_title(f"{pair} {metric}")
-        axes[1].legend(fontsize=7)
-        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
-        return _save(fig, stem)
-
-
-def plot_weight_gap(runs: Sequence[tuple[str, Sequence[Mapping]]], stem: str | Path,
-                    key: str = "weight_gap_mean") -> list[Path]:
-    """Fig. 6 style: average relative weight gap (Sec. 5.1) between the contrastive model and each other model
-    over epochs, one panel per run."""
-    with _style():
-        fig = _pairs_per_run(runs, (key,), ("mean relative weight gap",), "train", 3.0,
-                             "Weight-space gap between the contrastive and the supervised models (Sec. 5.1)")
         return _save(fig, stem)

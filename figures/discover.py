@@ -35,7 +35,7 @@ IGNORE = frozenset({
     "theory_seed", "surrogate", "surrogate_constants", "lp_iters", "lp_l2", "ref_train", "ref_test", "ref_seed",
     "ref_batch", "device", "bf16", "delta", "losses", "threads", "data_root", "checkpoint_every", "ckpt_every",
     "resume", "compile", "channels_last", "dtype", "plot", "checks", "stop_after", "save_sigma",
-    "lemma5_trials", "save_weights", "config", "digest",
+    "lemma5_trials", "save_weights", "config", "digest", "figures",
 })
 #: replicate keys: runs that differ only in these are repeats of one setting (averaged, never dropped)
 ENCODER_SEEDS = frozenset({"init_seed", "order_seed", "aug_seed", "data_seed", "label_noise_seed", "seed"})

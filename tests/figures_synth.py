@@ -20,8 +20,22 @@ def cka_value(C: int, tau: float, B: int, lr: float, epoch: float, noise: float 
     return 1.0 - 0.2 / C - 0.02 * epoch / tau - 0.001 * lr * B - 0.3 * noise - 0.001 * seed
 
 
-def encoder_run(d: Path, steps_per_epoch: int = 2, **changes) -> Path:
-    """Write one encoder run directory with config ``BASE | changes``; returns its path."""
+def test_lossgap(C: int, tau: float, epoch: int) -> dict:
+    """theory.csv's test-batch loss-gap columns (lossgap_test_*): the train values + TEST_OFFSET, gap 0.9x."""
+    bound = math.log1p(math.exp(2 / tau) / (C - 1))
+    gap = 0.9 * bound * (0.5 - 0.05 * epoch)
+    nscl = 3.0 - 0.2 * epoch + TEST_OFFSET
+    return {"lossgap_test_loss_kind_clmodel": nscl + gap, "lossgap_test_loss_nscl_clmodel": nscl,
+            "lossgap_test_gap_clmodel": gap, "lossgap_test_bound_balanced_clmodel": bound,
+            "lossgap_test_loss_nscl_nsclmodel": nscl - 0.1}
+
+
+TEST_OFFSET = 0.4
+
+
+def encoder_run(d: Path, steps_per_epoch: int = 2, test_batch: bool = True, **changes) -> Path:
+    """Write one encoder run directory with config ``BASE | changes``; returns its path. ``test_batch=False``:
+    theory.csv without the test-batch loss-gap columns (a run made before bound_vs_empirical recorded them)."""
     cfg = {**BASE, **changes}
     d.mkdir(parents=True)
     C, tau, B, lr = int(cfg["classes"]), float(cfg["tau"]), int(cfg["batch_size"]), float(cfg["lr"])
@@ -50,6 +64,8 @@ def encoder_run(d: Path, steps_per_epoch: int = 2, **changes) -> Path:
                        "lossgap_bound_balanced_clmodel": math.log1p(math.exp(2 / tau) / (C - 1)),
                        "lossgap_loss_nscl_nsclmodel": 2.9 - 0.2 * ep, "thm2_e": 0.1 * ep, "thm2_bound": 1.0 * ep,
                        "lem7_lhs_at_cl": 0.01, "lem7_bound_at_cl": 0.1 if ep == E else None})
+        if test_batch:
+            theory[-1].update(test_lossgap(C, tau, ep))
     for t in range(E * steps_per_epoch):
         steps.append({"step": t, "epoch": t // steps_per_epoch, "eta": lr, **{f"loss_{m}": 2.0 for m in losses}})
     write_csv(d / "metrics.csv", metrics)

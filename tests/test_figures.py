@@ -16,7 +16,7 @@ import pytest
 
 import figures
 from figures import discover, fig1_directions, plotting, scaling
-from figures_synth import cka_value, encoder_run, sigma_gap, sigma_run
+from figures_synth import TEST_OFFSET, cka_value, encoder_run, sigma_gap, sigma_run
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(formats=("png",), dpi=30)
@@ -142,6 +142,48 @@ def test_blog_fig4_gap_and_bound(result):
         C = int(r["C"])
         assert math.isclose(float(r["bound"]), math.log1p(math.exp(2 / 0.5) / (C - 1)), rel_tol=1e-12)
     assert {int(r["C"]) for r in rows if r["label_noise"] == "0.0"} == {2, 4, 8}
+
+
+def test_blog_fig3_train_and_test_batches_every_run(tmp_path):
+    """Blog Fig. 3: train row, test row, NSCL of both models; every run in the CSV with the values it was given;
+    a run made before the test batch existed keeps its train curves, and a figure of such runs only says so."""
+    root = tmp_path / "runs"
+    for C in (2, 4, 8):
+        encoder_run(root / "cls" / f"C{C}", classes=C)
+    encoder_run(root / "cls" / "C4old", classes=4, class_seed=1, test_batch=False)
+    res = figures.regenerate([root], tmp_path / "out", only=["blog_fig3_losses"], **FAST)
+    assert [p.name for p in res["written"]["blog_fig3_losses"]] == ["blog_fig3_losses.png", "blog_fig3_losses.csv"]
+    rows = _rows(tmp_path / "out" / "blog_fig3_losses.csv")
+    assert {(r["run"], r["split"]) for r in rows} == ({(f"C{C}", s) for C in (2, 4, 8) for s in ("train", "test")}
+                                                      | {("C4old", "train")})
+    assert len(rows) == 7 * 4  # epochs 0..3 each
+    for r in rows:
+        C, ep = int(r["C"]), float(r["epoch"])
+        off = TEST_OFFSET if r["split"] == "test" else 0.0
+        bound = math.log1p(math.exp(2 / 0.5) / (C - 1))
+        assert math.isclose(float(r["loss_nscl_clmodel"]), 3.0 - 0.2 * ep + off, rel_tol=1e-12)
+        assert math.isclose(float(r["bound_balanced"]), bound, rel_tol=1e-12)
+        gap = (0.9 if off else 1.0) * bound * (0.5 - 0.05 * ep)
+        assert math.isclose(float(r["gap_clmodel"]), gap, rel_tol=1e-12)
+        assert math.isclose(float(r["loss_kind_clmodel"]), 3.0 - 0.2 * ep + off + gap, rel_tol=1e-12)
+        assert math.isclose(float(r["loss_nscl_nsclmodel"]), 2.9 - 0.2 * ep + off, rel_tol=1e-12)
+    s = res["summaries"]["blog_fig3_losses"]
+    assert len(s["axes"]) == 9  # 3 rows (train, test, NSCL side by side) x 3 class counts
+    assert [a["ylabel"] for a in s["axes"][::3]] == ["loss, train reference batch", "loss, test reference batch",
+                                                      r"$\mathcal{L}^{\mathrm{NSCL}}$ (train —, test - -)"]
+    assert all(len(a["lines"]) == 3 for a in s["axes"][:6]) and all(len(a["lines"]) == 4 for a in s["axes"][6:])
+    assert s["axes"][4]["texts"] == ["test: 1 of 2 runs"]  # C = 4: C4old has no test batch, said in the panel
+    assert all(not a["texts"] for k, a in enumerate(s["axes"]) if k != 4)
+    for want in ("of the CL-trained model", "of the NSCL-trained model", "bound", "train batch", "test batch"):
+        assert any(want in t for t in s["legend"]), want
+    # only runs without the test batch: the test row says so instead of an empty panel
+    old = tmp_path / "old"
+    for C in (2, 8):
+        encoder_run(old / f"C{C}", classes=C, test_batch=False)
+    res = figures.regenerate([old], tmp_path / "out_old", only=["blog_fig3_losses"], **FAST)
+    axes = res["summaries"]["blog_fig3_losses"]["axes"]
+    assert all(a["texts"] == ["no test-batch loss\nin these runs"] and not a["lines"] for a in axes[2:4])
+    assert all(a["lines"] for a in axes[:2] + axes[4:])
 
 
 def test_sigma_counterparts_values(result):
