@@ -11,7 +11,8 @@ evaluation measures, on a fixed train reference set and a fixed test reference s
   (1 - rho)/(1 + rho) with the Eq. 2 drift bound, and the sharper sqrt(1 - rho^2) with the exact-product drift
   bound and the sharpened Lem. 6 (theory.bounds); also the measured network drift ||Sigma^CL - Sigma^NSCL||_F;
 * relative weight gaps (Sec. 5.1), NCCC and linear-probe accuracy per model (Tab. 1);
-* the CL-NSCL loss gap on a reference batch with the companion paper's bound;
+* the CL-NSCL loss gap with the companion paper's bound on a train reference batch (``lossgap_*``) and a test
+  reference batch (``lossgap_test_*``: same construction on the test reference set, own augmentation seed);
 * App. B on the real network: G and beta (empirical LOWER estimates of the suprema), Lem. 7 on the last
   training batch, Thm. 2 (||w^CL - w^NSCL|| vs its bound with this run's eta schedule);
 * ``--surrogate``: the Sigma-space surrogate of Eq. 1 run alongside (App. C), started from the encoder's own
