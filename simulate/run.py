@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 import runio
+from runio.progress import progress
 
 from theory.bounds import thm1_trajectory_from_delta
 from theory.alignment_gram import cka_gram, rsa_gram
@@ -266,8 +266,8 @@ def run_sigma_descent(
     t_loop = time.perf_counter()
     step_s = 0.0  # time inside the coupled steps (checks included, eval points excluded)
     first_step = state.step
-    bar = tqdm(total=stop_at, initial=state.step, disable=quiet, desc="sigma descent", unit="step",
-               dynamic_ncols=True)
+    bar = progress(total=stop_at, initial=state.step, quiet=quiet, desc="sigma descent", unit="step",
+                   dynamic_ncols=True)
     try:
         while state.step < stop_at:
             t = state.step

@@ -55,6 +55,7 @@ from theory.constants import delta_c_delta, eps_b_delta
 from theory.losses import contrastive_loss
 from theory.alignment_gram import cka_gram, rsa_gram
 from theory.constants import exp_or_inf
+from runio.progress import progress
 
 __all__ = ["BOUNDS", "LEGACY", "Regime", "RegimeResult", "sample_regime", "check_regime", "search", "summarize",
            "format_summary", "main"]
@@ -453,9 +454,8 @@ def search(regimes: int, seed: int = 0, quiet: bool = True, extra: list[Regime] 
     """Sample ``regimes`` random regimes (numpy Generator from ``seed``) plus ``extra``; check each."""
     rng = np.random.default_rng(seed)
     regs = [sample_regime(rng) for _ in range(regimes)] + list(extra or [])
-    from tqdm import tqdm
 
-    return [check_regime(r) for r in tqdm(regs, disable=quiet, desc="soundness", unit="regime")]
+    return [check_regime(r) for r in progress(regs, quiet=quiet, desc="soundness", unit="regime")]
 
 
 def summarize(results: list[RegimeResult]) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 from runio import as_float, read_csv, write_csv, write_json
 from runio.cli import OneLineParser, fail, parse_with_config, record
 from runio.outdir import OutDirLock
+from runio.progress import progress
 
 from theory.constants import check_positive_int
 
@@ -230,7 +231,6 @@ def run_sweep(
     ``jobs`` > 1 uses a spawn-context ProcessPoolExecutor whose workers run torch single-threaded; jobs = 1 runs
     in this process (torch set to one thread for the duration).
     """
-    from tqdm import tqdm
 
     from theory.constants import check_positive_int
 
@@ -245,7 +245,7 @@ def run_sweep(
     done = {r["run_id"] for r in rows}
     todo = [t for t in tasks if t["run_id"] not in done]
     runs_dir = str(out / "runs") if keep_runs else None
-    bar = tqdm(total=len(todo), disable=quiet, desc="sweep", unit="run")
+    bar = progress(total=len(todo), quiet=quiet, desc="sweep", unit="run")
 
     def _collect(row: dict) -> None:
         rows.append(row)

@@ -204,3 +204,28 @@ def test_dataclass_from_dict_names_unknown_keys():
         dataclass_from_dict(Cfg, {"c": 1})
     with pytest.raises(ValueError, match=r"unknown config keys 'c', 'd'"):
         dataclass_from_dict(Cfg, {"c": 1, "d": 2})
+
+
+def test_progress_writes_lines_not_carriage_returns_when_redirected():
+    """Redirected stderr (a log file): each progress update is its own line, at most one per log_every seconds;
+    quiet writes nothing. (Issue 7: tqdm bars flooded redirected logs.)"""
+    import io
+
+    from runio.progress import progress
+
+    buf = io.StringIO()  # not a TTY
+    for _ in progress(range(5), stream=buf, log_every=0.0, desc="demo"):
+        pass
+    text = buf.getvalue()
+    assert "\r" not in text
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    assert lines and all(ln.startswith("demo") for ln in lines)
+    assert "5/5" in lines[-1]
+    slow = io.StringIO()
+    for _ in progress(range(200), stream=slow, log_every=3600.0, desc="slow"):
+        pass
+    assert len([ln for ln in slow.getvalue().split("\n") if ln.strip()]) <= 2  # start and end only
+    silent = io.StringIO()
+    for _ in progress(range(5), stream=silent, quiet=True):
+        pass
+    assert silent.getvalue() == ""

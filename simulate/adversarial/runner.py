@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from runio import atomic_write, write_json
+from runio.progress import progress
 from theory.constants import (
     check_classes,
     check_delta,
@@ -145,7 +145,7 @@ def run_adversarial(
     results: list[ClaimResult] = []
     n = 0
     with torch_threads(threads):
-        for tau, comp, batch, sigma in tqdm(jobs, disable=quiet, desc="adversarial"):
+        for tau, comp, batch, sigma in progress(jobs, quiet=quiet, desc="adversarial"):
             prob = build_problem(batch, sigma=sigma, sym_grad=sym_grad, ids=ids, diag=diag)
             e, note = _resolve_eps(batch, C, eps, delta, steps)
             Delta = None if e is None else delta_from_eps(C, e, tau)
