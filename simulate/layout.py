@@ -246,6 +246,69 @@ class BatchLayout:
         pr, pc, w = self._block_positives(valid)
         return PreparedMasks(None, None, bias, pr, pc, w, valid, (~valid).nonzero().squeeze(1), self.n_r, n_den)
 
+    # -- the fused hot path (simulate/step.py, compute_step): both runs' blocks in one (2, R_b, K) buffer and one
+    # softmax over their (2 R, K) anchor rows, with the biases of bprep_cl / bprep_ns applied without building them
+    # (equal entry for entry: tests/test_step_fused.py)
+    @functools.cached_property
+    def own_flat(self) -> Tensor:
+        """(R,) flat (R, K) index of each anchor row's own column."""
+        return torch.arange(self.R, device=self.device) * self.K + self.own_col
+
+    @functools.cached_property
+    def own_bias(self) -> Tensor:
+        """(R,) CL bias on the row's own column: log(keys_per_col - 1) (the self key is not in D_s; -inf if alone)."""
+        return torch.log((self.keys_per_col[self.own_col] - 1).to(self.dtype))
+
+    @functools.cached_property
+    def same_label(self) -> Tensor:
+        """(R, K) bool: the column item has the row's label (outside the NSCL denominator)."""
+        return self.row_labels[:, None] == self.col_labels[None, :]
+
+    @functools.cached_property
+    def bpos_cl(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(pos_rows, pos_cols, pos_w) of bprep_cl (every row valid)."""
+        return self._pos_unique
+
+    @functools.cached_property
+    def ns_valid(self) -> Tensor:
+        """(R,) bool: rows with an other-label key (bprep_ns.valid)."""
+        n_neg = 2 * (self.B - self.same_count)
+        return torch.zeros(self.R, dtype=torch.long, device=self.device).scatter_(0, self.row_inv, n_neg) > 0
+
+    @functools.cached_property
+    def ns_invalid_rows(self) -> Tensor:
+        """(I,) rows without an other-label key (bprep_ns.invalid_rows)."""
+        return (~self.ns_valid).nonzero().squeeze(1)
+
+    @functools.cached_property
+    def bpos_ns(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(pos_rows, pos_cols, pos_w) of bprep_ns (the positives of the valid rows)."""
+        return self._block_positives(self.ns_valid)
+
+    def gather_pair(self, sigma_cl: Tensor, sigma_ns: Tensor) -> Tensor:
+        """Both runs' touched blocks in one new buffer (two flat gathers). Shape: (M, M) x 2 -> (2,) + block_shape."""
+        out = torch.empty((2, self.block_index.shape[0]), dtype=sigma_cl.dtype, device=sigma_cl.device)
+        torch.index_select(sigma_cl.view(-1), 0, self.block_index, out=out[0])
+        torch.index_select(sigma_ns.view(-1), 0, self.block_index, out=out[1])
+        return out.view((2,) + self.block_shape)
+
+    def softmax_pair(self, s2: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+        """(p, x) of both runs at once: x[0] = s2[0]/tau + bprep_cl.den_bias, x[1] = s2[1]/tau + bprep_ns.den_bias,
+        p = their row softmaxes (zero rows for NSCL-invalid rows); the same values as
+        theory.losses.contrastive_softmax_prepared on each (the same elementwise operations, one softmax kernel over
+        the 2 R rows). Shape: s2 (2, R, K) -> p, x (2, R, K)."""
+        R, K = self.R, self.K
+        t = torch.tensor(tau, dtype=s2.dtype, device=s2.device)
+        x = torch.addcdiv(self._log_keys_per_col, s2, t)  # log m(c) + s/tau (bias broadcast over rows)
+        xf, sf = x.view(2, R * K), s2.reshape(2, R * K)
+        own = self.own_flat
+        xf[0].index_copy_(0, own, torch.addcdiv(self.own_bias, sf[0].index_select(0, own), t))
+        x[1].masked_fill_(self.same_label, -math.inf)  # -inf + s/tau = -inf: the NSCL bias
+        p = torch.softmax(x.view(2 * R, K), dim=1).view(2, R, K)
+        if self.ns_invalid_rows.numel():
+            p[1].index_fill_(0, self.ns_invalid_rows, 0.0)
+        return p, x
+
     def logit_rows(self, blk: Tensor) -> Tensor:
         """(R, K) logits of the unique anchor rows: the block itself (ordered) or its anchor rows (symmetric)."""
         return blk.index_select(0, self.own_col) if self.symmetric else blk

@@ -61,6 +61,9 @@ class StepTensors:
         self.blk_cl, self.blk_ns = blk_cl, blk_ns
         self.sm_cl, self.sm_ns = sm_cl, sm_ns
         self.p_cl, self.q_ns = sm_cl.p, sm_ns.p
+        # compute_step's fused form: blk2 = stack(blk_cl, blk_ns) (2,) + block_shape, p2 = stack(p_cl, q_ns)
+        self.blk2: Tensor | None = None
+        self.p2: Tensor | None = None
 
     def _U(self, p: Tensor, prep: PreparedMasks) -> Tensor:
         g = self.layout
@@ -128,7 +131,12 @@ def compute_step(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau: f
     tests/test_simulate.py). ``per_anchor`` is accepted for compatibility; the per-anchor (B, 2B) quantities
     are computed on first use.
     """
-    return step_from_blocks(layout, layout.gather_block(sigma_cl), layout.gather_block(sigma_ns), tau)
+    blk2 = layout.gather_pair(sigma_cl, sigma_ns)
+    s2 = blk2.index_select(1, layout.own_col) if layout.symmetric else blk2
+    p2, x2 = layout.softmax_pair(s2, tau)
+    st = StepTensors(layout, tau, blk2[0], blk2[1], MaskedSoftmax(p2[0], x2[0]), MaskedSoftmax(p2[1], x2[1]))
+    st.blk2, st.p2 = blk2, p2
+    return st
 
 
 def step_from_blocks(layout: BatchLayout, blk_cl: Tensor, blk_ns: Tensor, tau: float) -> StepTensors:
@@ -167,6 +175,8 @@ def apply_step(
     """
     g = st.layout
     sym = g.symmetric
+    if st.blk2 is not None and not sym:
+        return _apply_pair(sigma_cl, sigma_ns, st, eta, clip)
     new_cl = _updated_block(st.blk_cl, st.p_cl, g.bprep_cl, g, st.tau, eta, st.U_cl if sym else None)
     new_ns = _updated_block(st.blk_ns, st.q_ns, g.bprep_ns, g, st.tau, eta, st.U_ns if sym else None)
     if clip:
@@ -175,13 +185,43 @@ def apply_step(
     block_index = g.block_index
     sigma_cl.view(-1).index_copy_(0, block_index, new_cl.view(-1))
     sigma_ns.view(-1).index_copy_(0, block_index, new_ns.view(-1))
+    return _drift_change(new_cl, new_ns, st), new_cl, new_ns
+
+
+def _drift_change(new_cl: Tensor, new_ns: Tensor, st: StepTensors) -> float:
+    """||new_cl - new_ns||^2 - ||blk_cl - blk_ns||^2 on the block (float64 for float32 blocks: exact differences)."""
     if new_cl.dtype == torch.float64:
         d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
         d_old = float(torch.linalg.vector_norm(st.diff))
     else:  # float32 Sigma: the drift bookkeeping in float64 (differences of float32 entries are exact there)
         d_new = float(torch.linalg.vector_norm(new_cl.double() - new_ns.double()))
         d_old = float(torch.linalg.vector_norm(st.blk_cl.double() - st.blk_ns.double()))
-    return d_new * d_new - d_old * d_old, new_cl, new_ns
+    return d_new * d_new - d_old * d_old
+
+
+def _apply_pair(sigma_cl: Tensor, sigma_ns: Tensor, st: StepTensors, eta: float, clip: bool
+                ) -> tuple[float, Tensor, Tensor]:
+    """apply_step on compute_step's fused buffers (ordered Sigma): both runs' blk - eta G in one addcmul over
+    (2, R, K), their positives and fixed diagonals, one clamp; the same elementwise operations as _updated_block
+    (equal entry for entry)."""
+    g, tau, blk2, p2 = st.layout, st.tau, st.blk2, st.p2
+    coef = g.row_scale * (-eta / tau)
+    new2 = torch.addcmul(blk2, p2, coef[:, None])
+    for k, (r, c, w) in enumerate((g.bpos_cl, g.bpos_ns)):
+        if r.numel():
+            blk, p = blk2[k], p2[k]
+            new2[k].index_put_((r, c), blk[r, c] + (p[r, c] - w) * coef[r])
+    if g.diag_fixed:
+        d = g.diag_entries
+        flat_new, flat_old = new2.view(2, -1), blk2.view(2, -1)
+        for k in range(2):
+            flat_new[k].index_copy_(0, d, flat_old[k].index_select(0, d))
+    if clip:
+        new2.clamp_(-1.0, 1.0)
+    new_cl, new_ns = new2[0], new2[1]
+    sigma_cl.view(-1).index_copy_(0, g.block_index, new_cl.view(-1))
+    sigma_ns.view(-1).index_copy_(0, g.block_index, new_ns.view(-1))
+    return _drift_change(new_cl, new_ns, st), new_cl, new_ns
 
 
 def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:
