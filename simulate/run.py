@@ -24,7 +24,7 @@ from .config import NonFiniteError, SigmaConfig, eta_values, theory_constants, v
 from .layout import build_layout
 from .reference import make_reference
 from .report import format_verdict_table
-from .step import apply_step, compute_step, full_drift
+from .step import full_drift, step_and_apply
 from .tracker import CheckSuite
 
 
@@ -133,9 +133,8 @@ def advance(state: CoupledState, ctx: RunContext, suite=None) -> dict:
         rows, cols = rows.to(ctx.device, non_blocking=True), cols.to(ctx.device, non_blocking=True)
     lab = ctx.item_labels
     layout = build_layout(rows, cols, lab[rows], lab[cols], ctx.M, ctx.symmetric, ctx.diag, ctx.dtype)
-    st = compute_step(state.sigma_cl, state.sigma_ns, layout, ctx.tau)
     drift_t = state.drift
-    d_sq, new_cl, new_ns = apply_step(state.sigma_cl, state.sigma_ns, st, eta_t, ctx.clip)
+    st, d_sq, new_cl, new_ns = step_and_apply(state.sigma_cl, state.sigma_ns, layout, ctx.tau, eta_t, ctx.clip)
     # a NaN / inf softmax reaches the updated block, and a finite d_sq = ||new_cl - new_ns||^2 - ... implies that every
     # entry of both new blocks is finite (inf - x, inf - inf and NaN - x are not finite), so d_sq alone catches both;
     # the blocks and the softmax are inspected only to word the error (the run stops here either way)

@@ -193,9 +193,10 @@ def _drift_change(new_cl: Tensor, new_ns: Tensor, st: StepTensors) -> float:
     if new_cl.dtype == torch.float64:
         d_new = float(torch.linalg.vector_norm(new_cl - new_ns))
         d_old = float(torch.linalg.vector_norm(st.diff))
-    else:  # float32 Sigma: the drift bookkeeping in float64 (differences of float32 entries are exact there)
-        d_new = float(torch.linalg.vector_norm(new_cl.double() - new_ns.double()))
-        d_old = float(torch.linalg.vector_norm(st.blk_cl.double() - st.blk_ns.double()))
+    else:  # float32 Sigma: the drift bookkeeping in float64 (differences of float32 entries are exact there); the
+        # float64 - float32 subtraction promotes its second operand entry by entry (one conversion pass fewer)
+        d_new = float(torch.linalg.vector_norm(torch.sub(new_cl.double(), new_ns)))
+        d_old = float(torch.linalg.vector_norm(torch.sub(st.blk_cl.double(), st.blk_ns)))
     return d_new * d_new - d_old * d_old
 
 
@@ -222,6 +223,72 @@ def _apply_pair(sigma_cl: Tensor, sigma_ns: Tensor, st: StepTensors, eta: float,
     sigma_cl.view(-1).index_copy_(0, g.block_index, new_cl.view(-1))
     sigma_ns.view(-1).index_copy_(0, g.block_index, new_ns.view(-1))
     return _drift_change(new_cl, new_ns, st), new_cl, new_ns
+
+
+ROWS_PER_CHUNK = 128  # rows of both runs' blocks processed while their Sigma cache lines stay in L3 (bench_sigma.py)
+
+
+def step_and_apply(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau: float, eta: float, clip: bool,
+                   rows_per_chunk: int = ROWS_PER_CHUNK) -> tuple[StepTensors, float, Tensor, Tensor]:
+    """compute_step followed by apply_step, the same numbers exactly (tests/test_step_fused.py), as the run's
+    advance uses it. Ordered Sigma: the block rows are processed in chunks of ``rows_per_chunk`` (gather, softmax,
+    update, clamp, write-back of one chunk before the next), so that the write-back finds the Sigma cache lines the
+    gather loaded (the block rows are distinct Sigma rows: the chunks do not interact). Every row softmax and
+    elementwise operation is the one compute_step / apply_step performs, and the drift is taken over the whole
+    blocks afterwards, so the results are bit-identical. Symmetric Sigma: compute_step then apply_step.
+    Returns (st, d_drift_sq, new_cl_block, new_ns_block)."""
+    if layout.symmetric:
+        st = compute_step(sigma_cl, sigma_ns, layout, tau)
+        return (st,) + apply_step(sigma_cl, sigma_ns, st, eta, clip)
+    g = layout
+    R, K = g.R, g.K
+    dt, dev = sigma_cl.dtype, sigma_cl.device
+    blk2 = torch.empty((2, R, K), dtype=dt, device=dev)
+    x2, p2, new2 = torch.empty_like(blk2), torch.empty_like(blk2), torch.empty_like(blk2)
+    t = torch.tensor(tau, dtype=dt, device=dev)
+    coef = g.row_scale * (-eta / tau)
+    logm, own, own_bias, same = g._log_keys_per_col, g.own_flat, g.own_bias, g.same_label
+    starts = list(range(0, R, max(1, int(rows_per_chunk)))) + [R]
+    bnd = torch.tensor(starts, device=dev)
+    pos = [g.bpos_cl, g.bpos_ns]
+    pos_cut = [torch.searchsorted(r, bnd).tolist() for r, _, _ in pos]
+    inv = g.ns_invalid_rows
+    inv_cut = torch.searchsorted(inv, bnd).tolist()
+    diag = g.diag_entries if g.diag_fixed else None
+    sig = (sigma_cl.view(-1), sigma_ns.view(-1))
+    for i in range(len(starts) - 1):
+        r0, r1 = starts[i], starts[i + 1]
+        idx = g.block_index[r0 * K : r1 * K]
+        for k in range(2):
+            bf = blk2[k].view(-1)
+            torch.index_select(sig[k], 0, idx, out=bf[r0 * K : r1 * K])
+            xs, ps = x2[k, r0:r1], p2[k, r0:r1]
+            torch.addcdiv(logm, blk2[k, r0:r1], t, out=xs)
+            if k == 0:
+                o = own[r0:r1]
+                x2[0].view(-1).index_copy_(0, o, torch.addcdiv(own_bias[r0:r1], bf.index_select(0, o), t))
+            else:
+                xs.masked_fill_(same[r0:r1], -math.inf)
+            torch.ops.aten._softmax.out(xs, 1, False, out=ps)
+            if k == 1 and inv_cut[i + 1] > inv_cut[i]:
+                p2[1].index_fill_(0, inv[inv_cut[i] : inv_cut[i + 1]], 0.0)
+            ns = new2[k, r0:r1]
+            torch.addcmul(blk2[k, r0:r1], ps, coef[r0:r1, None], out=ns)
+            b0, b1 = pos_cut[k][i], pos_cut[k][i + 1]
+            if b1 > b0:
+                r, c, w = (v[b0:b1] for v in pos[k])
+                blk, p = blk2[k], p2[k]
+                new2[k].index_put_((r, c), blk[r, c] + (p[r, c] - w) * coef[r])
+            if diag is not None:
+                d = diag[r0:r1]
+                new2[k].view(-1).index_copy_(0, d, bf.index_select(0, d))
+            if clip:
+                ns.clamp_(-1.0, 1.0)
+            sig[k].index_copy_(0, idx, ns.reshape(-1))
+    st = StepTensors(layout, tau, blk2[0], blk2[1], MaskedSoftmax(p2[0], x2[0]), MaskedSoftmax(p2[1], x2[1]))
+    st.blk2, st.p2 = blk2, p2
+    new_cl, new_ns = new2[0], new2[1]
+    return st, _drift_change(new_cl, new_ns, st), new_cl, new_ns
 
 
 def full_drift(sigma_cl: Tensor, sigma_ns: Tensor) -> float:

@@ -12,7 +12,7 @@ import torch
 
 from simulate.batches import batch_items, draw_batch
 from simulate.layout import build_layout
-from simulate.step import StepTensors, apply_step, compute_step, step_from_blocks
+from simulate.step import StepTensors, apply_step, compute_step, step_and_apply, step_from_blocks
 from theory.losses import contrastive_softmax_prepared
 
 
@@ -84,3 +84,29 @@ def test_fused_layout_pieces_match_prepared_masks() -> None:
         assert torch.equal(r, prep.pos_rows) and torch.equal(c, prep.pos_cols) and torch.equal(w, prep.pos_w)
     assert torch.equal(lay.ns_valid, ns.valid) and torch.equal(lay.ns_invalid_rows, ns.invalid_rows)
     assert bool((lay.keys_per_col[lay.own_col] > 1).any())  # some anchor row shares its own column (duplicates)
+
+
+@pytest.mark.parametrize("sigma,diag,V,replacement,dtype,classes", CASES)
+@pytest.mark.parametrize("rows_per_chunk", [1, 5, 1000])
+def test_chunked_step_and_apply_equals_compute_then_apply(sigma, diag, V, replacement, dtype, classes,
+                                                          rows_per_chunk) -> None:
+    """step_and_apply (the run's step: chunks of block rows gathered, updated and written back one after the other)
+    is compute_step + apply_step exactly: Sigma, the drift change, the new blocks and the StepTensors the checks read."""
+    N, B, tau, eta = 30, 24, 0.5, 2.0
+    M = N * V
+    labels = torch.arange(M) // V % classes
+    A = _sigmas(M, dtype, 4)
+    Bs = tuple(S.clone() for S in A)
+    bg, ag = torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)
+    for t in range(3):
+        rows, cols = batch_items(draw_batch(N, B, V, replacement, bg, ag), V)
+        lay = build_layout(rows, cols, labels[rows], labels[cols], M, sigma == "symmetric", diag, dtype)
+        st, d, new_cl, new_ns = step_and_apply(*A, lay, tau, eta, t % 2 == 0, rows_per_chunk=rows_per_chunk)
+        st2 = compute_step(*Bs, lay, tau)
+        d2, new_cl2, new_ns2 = apply_step(*Bs, st2, eta, t % 2 == 0)
+        assert d == d2 and torch.equal(new_cl, new_cl2) and torch.equal(new_ns, new_ns2)
+        assert torch.equal(A[0], Bs[0]) and torch.equal(A[1], Bs[1])
+        for f in ("blk_cl", "blk_ns", "p_cl", "q_ns"):
+            assert torch.equal(getattr(st, f), getattr(st2, f)), f
+        assert torch.equal(st.sm_cl.x, st2.sm_cl.x) and torch.equal(st.sm_ns.x, st2.sm_ns.x)
+        assert torch.equal(st.U_cl, st2.U_cl) and torch.equal(st.U_ns, st2.U_ns)
