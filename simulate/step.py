@@ -19,6 +19,14 @@ The update blk - eta G is formed in one pass from p and written back with one in
 (checks of the symmetric parameterisation, tests). What bounds a step at large N: reading and writing the two
 R x K blocks scattered over 2 x (N V)^2 doubles (memory traffic; benchmarks/bench_sigma.py measures this floor).
 
+Fused form (issue 8, throughput): compute_step gathers both runs' blocks into one (2, R_b, K) buffer and takes one
+softmax over their 2 R anchor rows, with the multiset biases of bprep_cl / bprep_ns applied in place
+(BatchLayout.softmax_pair: log m(c) broadcast, the own column's log(m - 1), -inf on same-label NSCL columns), and
+apply_step updates both in one addcmul / clamp. The run's advance calls step_and_apply, which does the same per chunk
+of ROWS_PER_CHUNK block rows (gather, softmax, update, write-back), so the write-back finds the Sigma cache lines the
+gather loaded. Both perform exactly the elementwise operations and row softmaxes of the reference path
+(step_from_blocks + the per-run update), so runs are bit-identical to it (tests/test_step_fused.py).
+
 Incremental drift: ||Sigma^CL - Sigma^NSCL||_F^2 is updated with the touched entries only (old squares out,
 new squares in); ``full_drift`` recomputes it (tests; evals.csv ``drift_full``).
 """
@@ -225,17 +233,21 @@ def _apply_pair(sigma_cl: Tensor, sigma_ns: Tensor, st: StepTensors, eta: float,
     return _drift_change(new_cl, new_ns, st), new_cl, new_ns
 
 
-ROWS_PER_CHUNK = 128  # rows of both runs' blocks processed while their Sigma cache lines stay in L3 (bench_sigma.py)
+# rows of both runs' blocks processed while their Sigma cache lines stay in L3, with ONE intra-op thread (measured
+# +10% at N = 4096, B = 512); with 2 threads every extra small op is a fork/join barrier and the chunked step was
+# erratic on 2 shared cores (best-of windows between 45 and 105 steps/s), so there the block is one chunk
+ROWS_PER_CHUNK = 128
 
 
 def step_and_apply(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau: float, eta: float, clip: bool,
-                   rows_per_chunk: int = ROWS_PER_CHUNK) -> tuple[StepTensors, float, Tensor, Tensor]:
+                   rows_per_chunk: int | None = None) -> tuple[StepTensors, float, Tensor, Tensor]:
     """compute_step followed by apply_step, the same numbers exactly (tests/test_step_fused.py), as the run's
     advance uses it. Ordered Sigma: the block rows are processed in chunks of ``rows_per_chunk`` (gather, softmax,
     update, clamp, write-back of one chunk before the next), so that the write-back finds the Sigma cache lines the
     gather loaded (the block rows are distinct Sigma rows: the chunks do not interact). Every row softmax and
     elementwise operation is the one compute_step / apply_step performs, and the drift is taken over the whole
-    blocks afterwards, so the results are bit-identical. Symmetric Sigma: compute_step then apply_step.
+    blocks afterwards, so the results are bit-identical. ``rows_per_chunk`` None: ROWS_PER_CHUNK with one intra-op
+    thread, all rows (one chunk) otherwise. Symmetric Sigma: compute_step then apply_step.
     Returns (st, d_drift_sq, new_cl_block, new_ns_block)."""
     if layout.symmetric:
         st = compute_step(sigma_cl, sigma_ns, layout, tau)
@@ -248,6 +260,8 @@ def step_and_apply(sigma_cl: Tensor, sigma_ns: Tensor, layout: BatchLayout, tau:
     t = torch.tensor(tau, dtype=dt, device=dev)
     coef = g.row_scale * (-eta / tau)
     logm, own, own_bias, same = g._log_keys_per_col, g.own_flat, g.own_bias, g.same_label
+    if rows_per_chunk is None:
+        rows_per_chunk = ROWS_PER_CHUNK if torch.get_num_threads() == 1 else R
     starts = list(range(0, R, max(1, int(rows_per_chunk)))) + [R]
     bnd = torch.tensor(starts, device=dev)
     pos = [g.bpos_cl, g.bpos_ns]

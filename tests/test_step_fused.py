@@ -87,7 +87,7 @@ def test_fused_layout_pieces_match_prepared_masks() -> None:
 
 
 @pytest.mark.parametrize("sigma,diag,V,replacement,dtype,classes", CASES)
-@pytest.mark.parametrize("rows_per_chunk", [1, 5, 1000])
+@pytest.mark.parametrize("rows_per_chunk", [1, 5, 1000, None])
 def test_chunked_step_and_apply_equals_compute_then_apply(sigma, diag, V, replacement, dtype, classes,
                                                           rows_per_chunk) -> None:
     """step_and_apply (the run's step: chunks of block rows gathered, updated and written back one after the other)
