@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad = [n for n in a.only if n not in FIGURES]
         if bad:
             p.error(f"--only must name figures among {', '.join(FIGURES)}, got {bad[0]!r}")
+    missing = [r for r in a.runs if not Path(r).is_dir()]
+    if missing:
+        p.error(f"--runs must name existing directories, got {missing[0]!r} "
+                f"({'a file' if Path(missing[0]).exists() else 'no such directory'})")
     try:  # --out checked before anything else: a file or a path below a file is one line, nothing written
         check_out_dir(Path(a.out) if a.out is not None else Path(a.runs[0]) / "figures")
     except ValueError as e:

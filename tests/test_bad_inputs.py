@@ -284,7 +284,7 @@ def test_experiments_sweep_bad_input(argv, env, capsys):
 
 
 FIG_CASES = [["--bogus"], ["--only", "zz"], ["--config", "{fx}/unknown.json"], ["--runs", "{fx}", "--out", "{fx}/afile"],
-             ["--runs", "{fx}", "--out", "{fx}/afile/x"]]
+             ["--runs", "{fx}", "--out", "{fx}/afile/x"], ["--runs", "{fx}/no_such_dir"], ["--runs", "{fx}/afile"]]
 
 
 @pytest.mark.parametrize("argv", FIG_CASES, ids=[" ".join(a) for a in FIG_CASES])

@@ -286,9 +286,13 @@ def test_fig1_angles_against_the_raw_space():
 
 
 def test_cli_no_runs_exit_1_and_bad_only_exit_2(tmp_path, synth):
+    (tmp_path / "none").mkdir()  # an existing directory without result directories: one line naming the configs
     r = subprocess.run([sys.executable, "-m", "figures", "--runs", str(tmp_path / "none")], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "configs/small" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "figures", "--runs", str(tmp_path / "missing")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)  # a path that does not exist: bad input
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such directory" in r.stderr
     r = subprocess.run([sys.executable, "-m", "figures", "--runs", str(synth / "sig"), "--only", "fig9"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "fig9" in r.stderr and "Traceback" not in r.stderr
