@@ -8,9 +8,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .discover import EncoderRun, Group, by_value, fmt_value
-from .plotting import integer_epochs, replicate_note, draw_curves, legend_below, ordered_colors, pair_label, plt, series
+from .plotting import (MODEL_COLOR, integer_epochs, replicate_note, draw_curves, legend_below, ordered_colors,
+                       pair_label, plt, series)
 
-__all__ = ["cl_pair", "pair_rows", "run_curve", "final_value", "sweep_figure", "METRIC_LABEL", "settings_columns"]
+__all__ = ["cl_pair", "pair_rows", "run_curve", "final_value", "sweep_figure", "METRIC_LABEL", "settings_columns",
+           "pair_colors", "column_title"]
 
 METRIC_LABEL = {"cka": "CKA", "rsa": "RSA", "weight_gap_mean": "mean relative weight gap"}
 
@@ -47,6 +49,19 @@ def settings_columns(group: Group) -> list[tuple[str, list[EncoderRun]]]:
     for p, rs in by_value(group.controls, lambda r: r.label_noise):
         cols.append((f"random-label control (p={p:g})", rs))
     return cols
+
+
+def pair_colors(runs: Sequence[EncoderRun]) -> list[tuple[str, str]]:
+    """[(pair, colour)]: every model pair in the runs' metrics.csv (first-seen order), coloured by its second
+    (supervised) model."""
+    pairs = dict.fromkeys(str(m["pair"]) for r in runs for m in r.metrics)
+    return [(pair, MODEL_COLOR.get(pair.split("-")[-1], "k")) for pair in pairs]
+
+
+def column_title(title: str, runs: Sequence[EncoderRun]) -> str:
+    """Panel title of one settings column: the setting, the column's name and, for replicates, how many."""
+    return (f"{runs[0].describe()}\n{title}"
+            + (f", mean of {len(runs)} runs (band = min–max)" if len(runs) > 1 else ""))
 
 
 def sweep_figure(group: Group, value: Callable[[EncoderRun], Any], value_label: Callable[[Any], str],

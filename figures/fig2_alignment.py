@@ -8,8 +8,8 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 
 from .discover import Catalog, group_runs
-from .plotting import integer_epochs, MODEL_COLOR, Missing, Output, draw_curves, legend_below, pair_label, plt, style
-from ._encoder import pair_rows, settings_columns
+from .plotting import integer_epochs, Missing, Output, draw_curves, legend_below, pair_label, plt, style
+from ._encoder import column_title, pair_colors, pair_rows, settings_columns
 from .plotting import series
 
 NAME = "fig2_alignment"
@@ -36,17 +36,13 @@ def make(cat: Catalog, out: Output) -> list[Path]:
             fig, axes = p.subplots(2, len(cols), figsize=(3.6 * len(cols) + 0.6, 5.0), squeeze=False,
                                    sharex="col", sharey="row")
             for j, (title, rs) in enumerate(cols):
-                pairs = list(dict.fromkeys(str(m["pair"]) for r in rs for m in r.metrics))
-                for pair in pairs:
-                    col = MODEL_COLOR.get(pair.split("-")[-1], "k")
+                for pair, col in pair_colors(rs):
                     for split, ls in (("train", "-"), ("test", "--")):
                         for i, metric in enumerate(("cka", "rsa")):
                             curves = [series(pair_rows(r, pair, split), "epoch", metric) for r in rs]
                             draw_curves(axes[i, j], curves, pair_label(pair), col, ls=ls,
                                         marker="o" if split == "train" else "none")
-                axes[0, j].set_title(f"{rs[0].describe()}\n{title}"
-                                       + (f", mean of {len(rs)} runs (band = min–max)" if len(rs) > 1 else ""),
-                                       fontsize=8)
+                axes[0, j].set_title(column_title(title, rs), fontsize=8)
                 axes[1, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("CKA")
             axes[1, 0].set_ylabel("RSA")

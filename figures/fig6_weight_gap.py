@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .discover import Catalog, group_runs
-from .plotting import integer_epochs, MODEL_COLOR, Missing, Output, draw_curves, legend_below, pair_label, plt, series, style
-from ._encoder import pair_rows, settings_columns
+from .plotting import integer_epochs, Missing, Output, draw_curves, legend_below, pair_label, plt, series, style
+from ._encoder import column_title, pair_colors, pair_rows, settings_columns
 
 NAME = "fig6_weight_gap"
 CAPTION = ("Weight-space gap: mean over layers of ||W_CL - W_X||_F / ||W_CL||_F between the contrastive model "
@@ -34,14 +34,10 @@ def make(cat: Catalog, out: Output) -> list[Path]:
             fig, axes = p.subplots(1, len(cols), figsize=(3.6 * len(cols) + 0.6, 3.0), squeeze=False,
                                    sharey="row")
             for j, (title, rs) in enumerate(cols):
-                pairs = list(dict.fromkeys(str(m["pair"]) for r in rs for m in r.metrics))
-                for pair in pairs:
-                    col = MODEL_COLOR.get(pair.split("-")[-1], "k")
+                for pair, col in pair_colors(rs):
                     curves = [series(pair_rows(r, pair, "train"), "epoch", "weight_gap_mean") for r in rs]
                     draw_curves(axes[0, j], curves, pair_label(pair), col)
-                axes[0, j].set_title(f"{rs[0].describe()}\n{title}"
-                                       + (f", mean of {len(rs)} runs (band = min–max)" if len(rs) > 1 else ""),
-                                       fontsize=8)
+                axes[0, j].set_title(column_title(title, rs), fontsize=8)
                 axes[0, j].set_xlabel("epoch")
             axes[0, 0].set_ylabel("mean relative weight gap")
             integer_epochs(axes.ravel())
